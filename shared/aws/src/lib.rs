@@ -1,0 +1,1 @@
+//! AWS adapters: DynamoDB stores, SQS FIFO change-batch queue, Secrets Manager

@@ -1,0 +1,1 @@
+//! Loads and validates flow configuration (TOML) with file, line and field

@@ -1,0 +1,118 @@
+//! Record state semantics: poll side and sink side never clobber each other; applied versions
+//! never go back.
+
+use std::collections::BTreeMap;
+
+use super::{flow_id, t0};
+use crate::entity::Entity;
+use crate::event::SourceVersion;
+use crate::ports::RecordStateStore;
+use crate::state::{AppliedMark, SentMark, StateKey};
+
+fn v(poll_seq: u64) -> SourceVersion {
+    SourceVersion {
+        poll_seq,
+        row_version: Some(poll_seq * 10),
+    }
+}
+
+fn applied(key: &StateKey, seq: u64, ids: &[(&str, &str)]) -> AppliedMark {
+    AppliedMark {
+        key: key.clone(),
+        version: v(seq),
+        hash: format!("h{seq}"),
+        destination_ids: ids.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<BTreeMap<_, _>>(),
+        at: t0(),
+    }
+}
+
+/// Unknown records are absent from `get_many`.
+pub async fn missing_state_is_absent(s: &dyn RecordStateStore) {
+    let k = StateKey::new(flow_id("st"), Entity::ArCustomer, "NOPE");
+    assert!(s.get_many(&[k]).await.expect("get").is_empty());
+}
+
+/// Sent and applied marks update their own fields only.
+pub async fn sent_and_applied_do_not_clobber(s: &dyn RecordStateStore) {
+    let k = StateKey::new(flow_id("st"), Entity::ArInvoice, "C1|00100045|I");
+    s.mark_sent(&[SentMark { key: k.clone(), version: v(1), hash: "h1".into(), open: true }]).await.expect("sent");
+    assert!(s.mark_applied(&applied(&k, 1, &[("salesforce_id", "006A")])).await.expect("applied"));
+    s.mark_sent(&[SentMark { key: k.clone(), version: v(2), hash: "h2".into(), open: false }]).await.expect("sent");
+    let got = s.get_many(std::slice::from_ref(&k)).await.expect("get");
+    assert_eq!(got.len(), 1);
+    let st = &got[0].1;
+    assert_eq!(got[0].0, k);
+    assert_eq!(st.sent_hash.as_deref(), Some("h2"));
+    assert_eq!(st.sent_version, Some(v(2)));
+    assert!(!st.open);
+    assert_eq!(st.applied_version, Some(v(1)));
+    assert_eq!(st.applied_hash.as_deref(), Some("h1"));
+    assert_eq!(st.destination_ids.get("salesforce_id").map(String::as_str), Some("006A"));
+    assert_eq!(st.applied_at, Some(t0()));
+}
+
+/// An older or equal version is refused and changes nothing.
+pub async fn applied_never_regresses(s: &dyn RecordStateStore) {
+    let k = StateKey::new(flow_id("st"), Entity::ArInvoice, "K");
+    assert!(s.mark_applied(&applied(&k, 5, &[])).await.expect("apply 5"));
+    assert!(!s.mark_applied(&applied(&k, 4, &[])).await.expect("apply 4"), "older refused");
+    assert!(!s.mark_applied(&applied(&k, 5, &[])).await.expect("apply 5 again"), "equal refused");
+    let st = s.get_many(std::slice::from_ref(&k)).await.expect("get").remove(0).1;
+    assert_eq!(st.applied_version, Some(v(5)));
+    assert!(s.mark_applied(&applied(&k, 6, &[])).await.expect("apply 6"));
+}
+
+/// Destination ids from later writes merge with earlier ones.
+pub async fn destination_ids_merge(s: &dyn RecordStateStore) {
+    let k = StateKey::new(flow_id("st"), Entity::ApInvoice, "S1|INV9");
+    assert!(s.mark_applied(&applied(&k, 1, &[("board_id", "10"), ("item_id", "77")])).await.expect("apply"));
+    assert!(s.mark_applied(&applied(&k, 2, &[("item_id", "78")])).await.expect("apply"));
+    let st = s.get_many(std::slice::from_ref(&k)).await.expect("get").remove(0).1;
+    assert_eq!(st.destination_ids.get("board_id").map(String::as_str), Some("10"));
+    assert_eq!(st.destination_ids.get("item_id").map(String::as_str), Some("78"));
+}
+
+/// `open_keys` lists the keys whose last sent mark was open, for that flow and entity only.
+pub async fn open_keys_track_open_flag(s: &dyn RecordStateStore) {
+    let flow = flow_id("open");
+    let mark = |key: &str, open: bool, entity: Entity| SentMark {
+        key: StateKey::new(flow.clone(), entity, key),
+        version: v(1),
+        hash: "h".into(),
+        open,
+    };
+    s.mark_sent(&[
+        mark("A", true, Entity::ArInvoice),
+        mark("B", true, Entity::ArInvoice),
+        mark("C", false, Entity::ArInvoice),
+        mark("D", true, Entity::ApInvoice),
+    ])
+    .await
+    .expect("sent");
+    s.mark_sent(&[mark("B", false, Entity::ArInvoice)]).await.expect("sent");
+    let mut keys = s.open_keys(&flow, Entity::ArInvoice).await.expect("open");
+    keys.sort();
+    assert_eq!(keys, vec!["A".to_string()]);
+}
+
+/// `get_many` handles more keys than one backend request takes (DynamoDB: 100).
+pub async fn get_many_large(s: &dyn RecordStateStore) {
+    let flow = flow_id("many");
+    let marks: Vec<SentMark> = (0..250)
+        .map(|i| SentMark {
+            key: StateKey::new(flow.clone(), Entity::ArCustomer, format!("{i:06}")),
+            version: v(1),
+            hash: format!("h{i}"),
+            open: false,
+        })
+        .collect();
+    s.mark_sent(&marks).await.expect("sent");
+    let mut keys: Vec<StateKey> = marks.iter().map(|m| m.key.clone()).collect();
+    keys.push(StateKey::new(flow.clone(), Entity::ArCustomer, "missing"));
+    let got = s.get_many(&keys).await.expect("get");
+    assert_eq!(got.len(), 250);
+    for (k, st) in got {
+        let i: usize = k.key.parse().expect("numeric key");
+        assert_eq!(st.sent_hash, Some(format!("h{i}")));
+    }
+}

@@ -1,0 +1,285 @@
+//! Field mapping: source record → destination fields, with small transforms. Pure.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::config::{FieldMapping, MappingRule, ValueKind};
+use crate::event::Record;
+use crate::invoice::parse_business_date;
+
+/// A record that cannot be mapped: which destination field, from which source field, why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field {field}: {message}")]
+pub struct MappingError {
+    /// The destination field.
+    pub field: String,
+    /// What went wrong (names the source field and value).
+    pub message: String,
+}
+
+/// Maps a whole record. Fails on the first field that cannot be mapped.
+pub fn apply(mapping: &BTreeMap<String, FieldMapping>, record: &Record) -> Result<Record, MappingError> {
+    let mut out = Record::new();
+    for (dest, rule) in mapping {
+        let v = apply_one(dest, rule, record)?;
+        out.insert(dest.clone(), v);
+    }
+    Ok(out)
+}
+
+/// The source fields a mapping reads (for validation against the entity's columns).
+pub fn source_fields(rule: &FieldMapping) -> Vec<String> {
+    match rule {
+        FieldMapping::Field(f) => vec![f.clone()],
+        FieldMapping::Rule(r) => {
+            let mut v = Vec::new();
+            if let Some(f) = &r.from {
+                v.push(f.clone());
+            }
+            if let Some(c) = &r.concat {
+                v.extend(c.iter().cloned());
+            }
+            if let Some(t) = &r.template {
+                v.extend(template_fields(t));
+            }
+            v
+        }
+    }
+}
+
+/// The `{Field}` placeholders of a template.
+pub fn template_fields(template: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        match after.find('}') {
+            Some(end) => {
+                out.push(after[..end].to_string());
+                rest = &after[end + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// Renders a template; missing fields render empty. Values are trimmed (SYSPRO pads).
+pub fn render_template(template: &str, record: &Record) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                if let Some(v) = record.get(name) {
+                    out.push_str(as_text(v).trim());
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn as_text(v: &Value) -> std::borrow::Cow<'_, str> {
+    match v {
+        Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+        Value::Null => std::borrow::Cow::Borrowed(""),
+        other => std::borrow::Cow::Owned(other.to_string()),
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
+    }
+}
+
+fn apply_one(dest: &str, rule: &FieldMapping, record: &Record) -> Result<Value, MappingError> {
+    let err = |message: String| MappingError {
+        field: dest.to_string(),
+        message,
+    };
+    let rule = match rule {
+        FieldMapping::Field(f) => {
+            return Ok(record.get(f).cloned().unwrap_or(Value::Null));
+        }
+        FieldMapping::Rule(r) => r,
+    };
+    let MappingRule {
+        from,
+        concat,
+        separator,
+        template,
+        value,
+        trim,
+        map,
+        default,
+        kind,
+        max_len,
+        column_type: _,
+    } = rule;
+
+    let mut v = if let Some(f) = from {
+        record.get(f).cloned().unwrap_or(Value::Null)
+    } else if let Some(fields) = concat {
+        let sep = separator.as_deref().unwrap_or(" ");
+        let parts: Vec<String> = fields
+            .iter()
+            .filter_map(|f| record.get(f))
+            .map(|v| as_text(v).trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        Value::String(parts.join(sep))
+    } else if let Some(t) = template {
+        Value::String(render_template(t, record))
+    } else if let Some(c) = value {
+        c.clone()
+    } else {
+        Value::Null
+    };
+
+    if *trim {
+        if let Value::String(s) = &v {
+            v = Value::String(s.trim().to_string());
+        }
+    }
+    if let Some(m) = map {
+        if !is_empty(&v) {
+            let key = as_text(&v).trim().to_string();
+            match m.get(&key) {
+                Some(mapped) => v = Value::String(mapped.clone()),
+                None => {
+                    return Err(err(format!(
+                        "value {key:?} from {} has no entry in the map (known: {})",
+                        from.as_deref().unwrap_or("source"),
+                        m.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )))
+                }
+            }
+        }
+    }
+    if is_empty(&v) {
+        if let Some(d) = default {
+            v = d.clone();
+        }
+    }
+    if let Some(k) = kind {
+        v = convert(v, *k).map_err(|m| {
+            err(format!(
+                "{m} (source {})",
+                from.as_deref().unwrap_or("value")
+            ))
+        })?;
+    }
+    if let (Some(n), Value::String(s)) = (max_len, &v) {
+        if s.chars().count() > *n {
+            v = Value::String(s.chars().take(*n).collect());
+        }
+    }
+    Ok(v)
+}
+
+/// Converts a value to a kind. SYSPRO numbers may arrive space-padded (`"     2.2046"`) and
+/// dates as `…T00:00:00+02:00` or `0000-00-00` (none).
+pub fn convert(v: Value, kind: ValueKind) -> Result<Value, String> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    match kind {
+        ValueKind::Text => Ok(match v {
+            Value::String(s) => Value::String(s),
+            other => Value::String(other.to_string()),
+        }),
+        ValueKind::Number => match &v {
+            Value::Number(_) => Ok(v),
+            Value::String(s) if s.trim().is_empty() => Ok(Value::Null),
+            Value::String(s) => s
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+                .ok_or_else(|| format!("{s:?} is not a number")),
+            other => Err(format!("{other} is not a number")),
+        },
+        ValueKind::Date => match &v {
+            Value::String(s) if s.trim().is_empty() || s.starts_with("0000-00-00") => Ok(Value::Null),
+            Value::String(s) => parse_business_date(s)
+                .map(|d| Value::String(d.format("%Y-%m-%d").to_string()))
+                .ok_or_else(|| format!("{s:?} is not a date (expected YYYY-MM-DD)")),
+            other => Err(format!("{other} is not a date")),
+        },
+        ValueKind::Bool => match &v {
+            Value::Bool(_) => Ok(v),
+            Value::String(s) => match s.trim().to_ascii_uppercase().as_str() {
+                "Y" | "YES" | "TRUE" | "1" => Ok(Value::Bool(true)),
+                "N" | "NO" | "FALSE" | "0" | "" => Ok(Value::Bool(false)),
+                _ => Err(format!("{s:?} is not a boolean")),
+            },
+            other => Err(format!("{other} is not a boolean")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rec(v: Value) -> Record {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn transforms_apply_in_order() {
+        let r = rec(json!({"Name": "  Acme Steel  ", "Bal": "   12.50", "D": "2026-11-24T00:00:00+02:00",
+                           "_Status": "overdue", "A1": "1 Main St", "A2": "", "A3": "Durban"}));
+        let mut m = BTreeMap::new();
+        m.insert("Name".into(), FieldMapping::Rule(MappingRule { from: Some("Name".into()), trim: true, ..Default::default() }));
+        m.insert("Amount".into(), FieldMapping::Rule(MappingRule { from: Some("Bal".into()), kind: Some(ValueKind::Number), ..Default::default() }));
+        m.insert("CloseDate".into(), FieldMapping::Rule(MappingRule { from: Some("D".into()), kind: Some(ValueKind::Date), ..Default::default() }));
+        m.insert("StageName".into(), FieldMapping::Rule(MappingRule {
+            from: Some("_Status".into()),
+            map: Some([("overdue".to_string(), "Negotiation".to_string())].into()),
+            ..Default::default()
+        }));
+        m.insert("Street".into(), FieldMapping::Rule(MappingRule { concat: Some(vec!["A1".into(), "A2".into(), "A3".into()]), separator: Some(", ".into()), ..Default::default() }));
+        m.insert("Phone".into(), FieldMapping::Rule(MappingRule { from: Some("Missing".into()), default: Some(json!("n/a")), ..Default::default() }));
+        let out = apply(&m, &r).unwrap();
+        assert_eq!(out["Name"], json!("Acme Steel"));
+        assert_eq!(out["Amount"], json!(12.5));
+        assert_eq!(out["CloseDate"], json!("2026-11-24"));
+        assert_eq!(out["StageName"], json!("Negotiation"));
+        assert_eq!(out["Street"], json!("1 Main St, Durban"));
+        assert_eq!(out["Phone"], json!("n/a"));
+    }
+
+    #[test]
+    fn bad_number_names_field_and_source() {
+        let r = rec(json!({"Bal": "abc"}));
+        let mut m = BTreeMap::new();
+        m.insert("Amount".into(), FieldMapping::Rule(MappingRule { from: Some("Bal".into()), kind: Some(ValueKind::Number), ..Default::default() }));
+        let e = apply(&m, &r).unwrap_err();
+        assert_eq!(e.field, "Amount");
+        assert!(e.message.contains("Bal") && e.message.contains("abc"), "{e}");
+    }
+
+    #[test]
+    fn templates_render_and_list_fields() {
+        let r = rec(json!({"Invoice": "100045", "Customer.Name": "Acme Steel "}));
+        assert_eq!(render_template("INV {Invoice} · {Customer.Name}", &r), "INV 100045 · Acme Steel");
+        assert_eq!(template_fields("{A}-{B}"), vec!["A", "B"]);
+    }
+}

@@ -1,0 +1,1 @@
+//! SQLite adapters for every store and a durable queue: the default local runtime

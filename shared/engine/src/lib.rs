@@ -1,0 +1,1 @@
+//! Pipeline engine: poll, sink and replay over the ports

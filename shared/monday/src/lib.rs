@@ -1,0 +1,1 @@
+//! Monday.com client and sink: boards fed within every limit

@@ -1,0 +1,1 @@
+//! Salesforce client and sink: Accounts and Opportunities, in bulk, idempotent

@@ -1,0 +1,1 @@
+//! SYSPRO client: OData and e.net reads, sessions, change detection

@@ -1,0 +1,1 @@
+//! Monday.com GraphQL simulator on loopback, schema-validated, with limits and faults

@@ -1,0 +1,1 @@
+//! Salesforce org simulator on loopback, with faults

@@ -1,0 +1,1 @@
+//! SYSPRO simulator: e.net REST and OData v4 on loopback, with faults
