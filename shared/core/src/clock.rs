@@ -79,7 +79,10 @@ mod tests {
     fn today_follows_company_time_zone() {
         let c = FixedClock::at(Utc.with_ymd_and_hms(2026, 11, 23, 13, 0, 0).unwrap());
         let sydney: Tz = "Australia/Sydney".parse().unwrap();
-        assert_eq!(c.today(sydney), NaiveDate::from_ymd_opt(2026, 11, 24).unwrap());
+        assert_eq!(
+            c.today(sydney),
+            NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()
+        );
         assert_eq!(
             c.today(chrono_tz::UTC),
             NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()

@@ -137,6 +137,11 @@ pub struct ChangeBatch {
     pub stream: String,
     /// The changes, in poll order.
     pub events: Vec<ChangeEvent>,
+    /// Set on batches that re-send known versions on purpose (replay, partial retry) so the
+    /// queue's dedup window does not swallow them; poll batches leave it empty, so a poll re-run
+    /// after a crash is deduplicated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 impl ChangeBatch {
@@ -147,6 +152,10 @@ impl ChangeBatch {
         h.update(self.flow.as_bytes());
         h.update([0]);
         h.update(self.stream.as_bytes());
+        if let Some(n) = &self.nonce {
+            h.update([1]);
+            h.update(n.as_bytes());
+        }
         for e in &self.events {
             h.update([0]);
             h.update(e.entity.as_str().as_bytes());
@@ -162,7 +171,9 @@ impl ChangeBatch {
 
     /// The serialised size, as the queue will see it.
     pub fn encoded_len(&self) -> usize {
-        serde_json::to_vec(self).map(|v| v.len()).unwrap_or(usize::MAX)
+        serde_json::to_vec(self)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -188,6 +199,7 @@ pub fn pack_batches(
                 flow: flow.to_string(),
                 stream: stream.to_string(),
                 events: std::mem::take(&mut current),
+                nonce: None,
             });
             size = overhead;
         }
@@ -199,6 +211,7 @@ pub fn pack_batches(
             flow: flow.to_string(),
             stream: stream.to_string(),
             events: current,
+            nonce: None,
         });
     }
     out

@@ -40,7 +40,11 @@ pub fn status(balance: f64, due: Option<NaiveDate>, today: NaiveDate) -> Invoice
 
 /// Aging bucket: `current`, `1-30`, `31-60`, `61-90`, `90+` days past due; paid invoices are
 /// `current`.
-pub fn aging_bucket(status: InvoiceStatus, due: Option<NaiveDate>, today: NaiveDate) -> &'static str {
+pub fn aging_bucket(
+    status: InvoiceStatus,
+    due: Option<NaiveDate>,
+    today: NaiveDate,
+) -> &'static str {
     let Some(due) = due else { return "current" };
     if status == InvoiceStatus::Paid || due >= today {
         return "current";
@@ -84,18 +88,42 @@ mod tests {
     #[test]
     fn status_and_aging() {
         let today = d("2026-11-24");
-        assert_eq!(status(0.0, Some(d("2026-01-01")), today), InvoiceStatus::Paid);
-        assert_eq!(status(0.004, Some(d("2026-01-01")), today), InvoiceStatus::Paid);
-        assert_eq!(status(10.0, Some(d("2026-11-24")), today), InvoiceStatus::Open);
-        assert_eq!(status(10.0, Some(d("2026-11-23")), today), InvoiceStatus::Overdue);
-        assert_eq!(aging_bucket(InvoiceStatus::Overdue, Some(d("2026-11-23")), today), "1-30");
-        assert_eq!(aging_bucket(InvoiceStatus::Overdue, Some(d("2026-10-24")), today), "31-60");
-        assert_eq!(aging_bucket(InvoiceStatus::Overdue, Some(d("2026-08-01")), today), "90+");
+        assert_eq!(
+            status(0.0, Some(d("2026-01-01")), today),
+            InvoiceStatus::Paid
+        );
+        assert_eq!(
+            status(0.004, Some(d("2026-01-01")), today),
+            InvoiceStatus::Paid
+        );
+        assert_eq!(
+            status(10.0, Some(d("2026-11-24")), today),
+            InvoiceStatus::Open
+        );
+        assert_eq!(
+            status(10.0, Some(d("2026-11-23")), today),
+            InvoiceStatus::Overdue
+        );
+        assert_eq!(
+            aging_bucket(InvoiceStatus::Overdue, Some(d("2026-11-23")), today),
+            "1-30"
+        );
+        assert_eq!(
+            aging_bucket(InvoiceStatus::Overdue, Some(d("2026-10-24")), today),
+            "31-60"
+        );
+        assert_eq!(
+            aging_bucket(InvoiceStatus::Overdue, Some(d("2026-08-01")), today),
+            "90+"
+        );
     }
 
     #[test]
     fn dates_taken_as_written() {
-        assert_eq!(parse_business_date("2026-11-24T00:00:00+02:00"), Some(d("2026-11-24")));
+        assert_eq!(
+            parse_business_date("2026-11-24T00:00:00+02:00"),
+            Some(d("2026-11-24"))
+        );
         assert_eq!(parse_business_date("0000-00-00"), None);
         assert_eq!(parse_business_date(" 2026-01-02 "), Some(d("2026-01-02")));
     }

@@ -19,7 +19,10 @@ pub struct MappingError {
 }
 
 /// Maps a whole record. Fails on the first field that cannot be mapped.
-pub fn apply(mapping: &BTreeMap<String, FieldMapping>, record: &Record) -> Result<Record, MappingError> {
+pub fn apply(
+    mapping: &BTreeMap<String, FieldMapping>,
+    record: &Record,
+) -> Result<Record, MappingError> {
     let mut out = Record::new();
     for (dest, rule) in mapping {
         let v = apply_one(dest, rule, record)?;
@@ -215,7 +218,9 @@ pub fn convert(v: Value, kind: ValueKind) -> Result<Value, String> {
             other => Err(format!("{other} is not a number")),
         },
         ValueKind::Date => match &v {
-            Value::String(s) if s.trim().is_empty() || s.starts_with("0000-00-00") => Ok(Value::Null),
+            Value::String(s) if s.trim().is_empty() || s.starts_with("0000-00-00") => {
+                Ok(Value::Null)
+            }
             Value::String(s) => parse_business_date(s)
                 .map(|d| Value::String(d.format("%Y-%m-%d").to_string()))
                 .ok_or_else(|| format!("{s:?} is not a date (expected YYYY-MM-DD)")),
@@ -244,19 +249,59 @@ mod tests {
 
     #[test]
     fn transforms_apply_in_order() {
-        let r = rec(json!({"Name": "  Acme Steel  ", "Bal": "   12.50", "D": "2026-11-24T00:00:00+02:00",
-                           "_Status": "overdue", "A1": "1 Main St", "A2": "", "A3": "Durban"}));
+        let r = rec(
+            json!({"Name": "  Acme Steel  ", "Bal": "   12.50", "D": "2026-11-24T00:00:00+02:00",
+                           "_Status": "overdue", "A1": "1 Main St", "A2": "", "A3": "Durban"}),
+        );
         let mut m = BTreeMap::new();
-        m.insert("Name".into(), FieldMapping::Rule(MappingRule { from: Some("Name".into()), trim: true, ..Default::default() }));
-        m.insert("Amount".into(), FieldMapping::Rule(MappingRule { from: Some("Bal".into()), kind: Some(ValueKind::Number), ..Default::default() }));
-        m.insert("CloseDate".into(), FieldMapping::Rule(MappingRule { from: Some("D".into()), kind: Some(ValueKind::Date), ..Default::default() }));
-        m.insert("StageName".into(), FieldMapping::Rule(MappingRule {
-            from: Some("_Status".into()),
-            map: Some([("overdue".to_string(), "Negotiation".to_string())].into()),
-            ..Default::default()
-        }));
-        m.insert("Street".into(), FieldMapping::Rule(MappingRule { concat: Some(vec!["A1".into(), "A2".into(), "A3".into()]), separator: Some(", ".into()), ..Default::default() }));
-        m.insert("Phone".into(), FieldMapping::Rule(MappingRule { from: Some("Missing".into()), default: Some(json!("n/a")), ..Default::default() }));
+        m.insert(
+            "Name".into(),
+            FieldMapping::Rule(MappingRule {
+                from: Some("Name".into()),
+                trim: true,
+                ..Default::default()
+            }),
+        );
+        m.insert(
+            "Amount".into(),
+            FieldMapping::Rule(MappingRule {
+                from: Some("Bal".into()),
+                kind: Some(ValueKind::Number),
+                ..Default::default()
+            }),
+        );
+        m.insert(
+            "CloseDate".into(),
+            FieldMapping::Rule(MappingRule {
+                from: Some("D".into()),
+                kind: Some(ValueKind::Date),
+                ..Default::default()
+            }),
+        );
+        m.insert(
+            "StageName".into(),
+            FieldMapping::Rule(MappingRule {
+                from: Some("_Status".into()),
+                map: Some([("overdue".to_string(), "Negotiation".to_string())].into()),
+                ..Default::default()
+            }),
+        );
+        m.insert(
+            "Street".into(),
+            FieldMapping::Rule(MappingRule {
+                concat: Some(vec!["A1".into(), "A2".into(), "A3".into()]),
+                separator: Some(", ".into()),
+                ..Default::default()
+            }),
+        );
+        m.insert(
+            "Phone".into(),
+            FieldMapping::Rule(MappingRule {
+                from: Some("Missing".into()),
+                default: Some(json!("n/a")),
+                ..Default::default()
+            }),
+        );
         let out = apply(&m, &r).unwrap();
         assert_eq!(out["Name"], json!("Acme Steel"));
         assert_eq!(out["Amount"], json!(12.5));
@@ -270,16 +315,29 @@ mod tests {
     fn bad_number_names_field_and_source() {
         let r = rec(json!({"Bal": "abc"}));
         let mut m = BTreeMap::new();
-        m.insert("Amount".into(), FieldMapping::Rule(MappingRule { from: Some("Bal".into()), kind: Some(ValueKind::Number), ..Default::default() }));
+        m.insert(
+            "Amount".into(),
+            FieldMapping::Rule(MappingRule {
+                from: Some("Bal".into()),
+                kind: Some(ValueKind::Number),
+                ..Default::default()
+            }),
+        );
         let e = apply(&m, &r).unwrap_err();
         assert_eq!(e.field, "Amount");
-        assert!(e.message.contains("Bal") && e.message.contains("abc"), "{e}");
+        assert!(
+            e.message.contains("Bal") && e.message.contains("abc"),
+            "{e}"
+        );
     }
 
     #[test]
     fn templates_render_and_list_fields() {
         let r = rec(json!({"Invoice": "100045", "Customer.Name": "Acme Steel "}));
-        assert_eq!(render_template("INV {Invoice} · {Customer.Name}", &r), "INV 100045 · Acme Steel");
+        assert_eq!(
+            render_template("INV {Invoice} · {Customer.Name}", &r),
+            "INV 100045 · Acme Steel"
+        );
         assert_eq!(template_fields("{A}-{B}"), vec!["A", "B"]);
     }
 }

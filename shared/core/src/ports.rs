@@ -124,10 +124,20 @@ pub trait WatermarkStore: Send + Sync {
     ) -> PortResult<Option<Lease>>;
 
     /// Extends a held lease (long polls). `Conflict` if it was lost.
-    async fn renew_lease(&self, lease: &Lease, ttl: Duration, now: DateTime<Utc>) -> PortResult<Lease>;
+    async fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> PortResult<Lease>;
 
     /// Releases a held lease; records the finish time when `finished` is true.
-    async fn release_lease(&self, lease: &Lease, finished: bool, now: DateTime<Utc>) -> PortResult<()>;
+    async fn release_lease(
+        &self,
+        lease: &Lease,
+        finished: bool,
+        now: DateTime<Utc>,
+    ) -> PortResult<()>;
 
     /// The stored watermark.
     async fn load(&self, flow: &str, entity: Entity) -> PortResult<Option<Watermark>>;

@@ -28,14 +28,14 @@ impl SecretRef {
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if let Some(name) = s.strip_prefix("env:") {
-            let ok = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let ok =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             return if ok {
                 Ok(SecretRef::Env(name.to_string()))
             } else {
-                Err(format!("secret reference env:{name:?} is not a valid environment variable name"))
+                Err(format!(
+                    "secret reference env:{name:?} is not a valid environment variable name"
+                ))
             };
         }
         let (body, json_key) = match s.split_once('#') {
@@ -109,8 +109,12 @@ mod tests {
             SecretRef::parse("env:SF_SECRET").unwrap(),
             SecretRef::Env("SF_SECRET".into())
         );
-        let r = SecretRef::parse("arn:aws:secretsmanager:us-east-1:1:secret:x#client_secret").unwrap();
-        assert_eq!(r.to_string(), "arn:aws:secretsmanager:us-east-1:1:secret:x#client_secret");
+        let r =
+            SecretRef::parse("arn:aws:secretsmanager:us-east-1:1:secret:x#client_secret").unwrap();
+        assert_eq!(
+            r.to_string(),
+            "arn:aws:secretsmanager:us-east-1:1:secret:x#client_secret"
+        );
     }
 
     #[test]

@@ -31,6 +31,16 @@ pub enum WatermarkValue {
     Empty,
     /// The highest SQL rowversion seen.
     RowVersion(u64),
+    /// Rowversion with a one-poll lag: `bound` is what the next poll filters on (`gt`), `seen`
+    /// the highest value this poll read. SQL Server assigns rowversions at write time, not at
+    /// commit, and a row updated behind the reader's position during a poll can carry a value
+    /// below the highest one read; filtering on the previous poll's high mark catches it.
+    RowVersionLagged {
+        /// Filter bound for the next poll.
+        bound: u64,
+        /// Highest value read by the last poll.
+        seen: u64,
+    },
     /// The latest business date seen (date-only, local to the company).
     Date(NaiveDate),
     /// Open-item rescans need no mark; the date of the last full rescan is kept.

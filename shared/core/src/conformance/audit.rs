@@ -16,7 +16,10 @@ fn entry(flow: &str, key: &str, outcome: SyncOutcome, secs: i64) -> AuditEntry {
         key: key.to_string(),
         poll_id: format!("{flow}:1"),
         polled_at: t0(),
-        version: SourceVersion { poll_seq: 1, row_version: None },
+        version: SourceVersion {
+            poll_seq: 1,
+            row_version: None,
+        },
         content_hash: "abc".into(),
         destination: "salesforce".into(),
         destination_ids: BTreeMap::from([("salesforce_id".to_string(), "006X".to_string())]),
@@ -46,7 +49,9 @@ pub async fn history_in_order(a: &dyn AuditLog) {
     let e4 = entry(&flow, &key, SyncOutcome::Created, 3);
     a.append(&[e1.clone(), e2.clone()]).await.expect("append");
     a.append(&[e3.clone(), e4.clone()]).await.expect("append");
-    a.append(&[entry(&flow, "other", SyncOutcome::Created, 1)]).await.expect("append");
+    a.append(&[entry(&flow, "other", SyncOutcome::Created, 1)])
+        .await
+        .expect("append");
     let h = a.history(Some(&flow), &key).await.expect("history");
     assert_eq!(h, vec![e1, e2, e3, e4]);
 }
@@ -56,9 +61,12 @@ pub async fn history_filters_by_flow(a: &dyn AuditLog) {
     let f1 = flow_id("aud1");
     let f2 = flow_id("aud2");
     let key = format!("K-{f1}");
-    a.append(&[entry(&f1, &key, SyncOutcome::Created, 0), entry(&f2, &key, SyncOutcome::Updated, 1)])
-        .await
-        .expect("append");
+    a.append(&[
+        entry(&f1, &key, SyncOutcome::Created, 0),
+        entry(&f2, &key, SyncOutcome::Updated, 1),
+    ])
+    .await
+    .expect("append");
     assert_eq!(a.history(Some(&f1), &key).await.expect("h").len(), 1);
     assert_eq!(a.history(None, &key).await.expect("h").len(), 2);
 }
@@ -70,13 +78,25 @@ pub async fn by_outcome_since(a: &dyn AuditLog) {
     let base = 10_000_000;
     let mut es = Vec::new();
     for i in 0..5 {
-        es.push(entry(&flow, &format!("K{i}"), SyncOutcome::FailedPermanent, base + i));
+        es.push(entry(
+            &flow,
+            &format!("K{i}"),
+            SyncOutcome::FailedPermanent,
+            base + i,
+        ));
     }
     es.push(entry(&flow, "OK", SyncOutcome::Created, base + 2));
     a.append(&es).await.expect("append");
     let since = t0() + chrono::Duration::seconds(base + 1);
-    let got = a.by_outcome(SyncOutcome::FailedPermanent, since, 3).await.expect("query");
-    let keys: Vec<_> = got.iter().filter(|e| e.flow == flow).map(|e| e.key.clone()).collect();
+    let got = a
+        .by_outcome(SyncOutcome::FailedPermanent, since, 3)
+        .await
+        .expect("query");
+    let keys: Vec<_> = got
+        .iter()
+        .filter(|e| e.flow == flow)
+        .map(|e| e.key.clone())
+        .collect();
     assert_eq!(keys, vec!["K1", "K2", "K3"]);
 }
 

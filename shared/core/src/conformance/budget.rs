@@ -9,11 +9,23 @@ use crate::ports::Budget;
 pub async fn grants_stop_at_limit(b: &dyn Budget) {
     let scope = flow_id("board");
     assert_eq!(b.take(&scope, t0(), 40, 30).await.expect("take"), 30);
-    assert_eq!(b.take(&scope, t0(), 40, 30).await.expect("take"), 10, "partial grant");
+    assert_eq!(
+        b.take(&scope, t0(), 40, 30).await.expect("take"),
+        10,
+        "partial grant"
+    );
     assert_eq!(b.take(&scope, t0(), 40, 1).await.expect("take"), 0, "spent");
     let next = t0() + chrono::Duration::seconds(60);
-    assert_eq!(b.take(&scope, next, 40, 5).await.expect("take"), 5, "new window");
-    assert_eq!(b.take(&flow_id("board"), t0(), 40, 40).await.expect("take"), 40, "other scope");
+    assert_eq!(
+        b.take(&scope, next, 40, 5).await.expect("take"),
+        5,
+        "new window"
+    );
+    assert_eq!(
+        b.take(&flow_id("board"), t0(), 40, 40).await.expect("take"),
+        40,
+        "other scope"
+    );
 }
 
 /// Concurrent takers never exceed the limit together.

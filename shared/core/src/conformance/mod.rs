@@ -30,8 +30,14 @@ pub fn t0() -> DateTime<Utc> {
 /// A test event.
 pub fn event(flow: &str, key: &str, poll_seq: u64) -> ChangeEvent {
     let mut record = crate::event::Record::new();
-    record.insert("Customer".into(), serde_json::Value::String(key.to_string()));
-    record.insert("Name".into(), serde_json::Value::String(format!("Customer {key} ünïcode")));
+    record.insert(
+        "Customer".into(),
+        serde_json::Value::String(key.to_string()),
+    );
+    record.insert(
+        "Name".into(),
+        serde_json::Value::String(format!("Customer {key} ünïcode")),
+    );
     ChangeEvent {
         flow: flow.to_string(),
         entity: Entity::ArCustomer,
@@ -55,6 +61,7 @@ pub fn batch(flow: &str, stream: &str, keys: &[&str], poll_seq: u64) -> ChangeBa
         flow: flow.to_string(),
         stream: stream.to_string(),
         events: keys.iter().map(|k| event(flow, k, poll_seq)).collect(),
+        nonce: None,
     }
 }
 
@@ -63,18 +70,22 @@ pub fn batch(flow: &str, stream: &str, keys: &[&str], poll_seq: u64) -> ChangeBa
 #[macro_export]
 macro_rules! queue_conformance {
     ($make:expr) => {
-        $crate::conformance_cases!(queue, $make, [
-            send_receive_ack_roundtrip,
-            unacked_message_returns_after_visibility,
-            nack_delays_redelivery,
-            fifo_order_within_stream,
-            stream_blocked_while_in_flight,
-            duplicate_send_is_stored_once,
-            redrive_after_max_receives,
-            dead_letter_and_read_back,
-            depth_counts,
-            large_batch_roundtrip,
-        ]);
+        $crate::conformance_cases!(
+            queue,
+            $make,
+            [
+                send_receive_ack_roundtrip,
+                unacked_message_returns_after_visibility,
+                nack_delays_redelivery,
+                fifo_order_within_stream,
+                stream_blocked_while_in_flight,
+                duplicate_send_is_stored_once,
+                redrive_after_max_receives,
+                dead_letter_and_read_back,
+                depth_counts,
+                large_batch_roundtrip,
+            ]
+        );
     };
 }
 
@@ -82,18 +93,22 @@ macro_rules! queue_conformance {
 #[macro_export]
 macro_rules! watermark_conformance {
     ($make:expr) => {
-        $crate::conformance_cases!(watermark, $make, [
-            lease_is_exclusive,
-            lapsed_lease_can_be_taken,
-            poll_seq_increases,
-            released_lease_is_free,
-            renew_keeps_lease,
-            renew_after_loss_conflicts,
-            save_is_optimistic,
-            load_missing_is_none,
-            list_and_run_info,
-            pause_and_resume,
-        ]);
+        $crate::conformance_cases!(
+            watermark,
+            $make,
+            [
+                lease_is_exclusive,
+                lapsed_lease_can_be_taken,
+                poll_seq_increases,
+                released_lease_is_free,
+                renew_keeps_lease,
+                renew_after_loss_conflicts,
+                save_is_optimistic,
+                load_missing_is_none,
+                list_and_run_info,
+                pause_and_resume,
+            ]
+        );
     };
 }
 
@@ -101,14 +116,18 @@ macro_rules! watermark_conformance {
 #[macro_export]
 macro_rules! state_conformance {
     ($make:expr) => {
-        $crate::conformance_cases!(state, $make, [
-            missing_state_is_absent,
-            sent_and_applied_do_not_clobber,
-            applied_never_regresses,
-            destination_ids_merge,
-            open_keys_track_open_flag,
-            get_many_large,
-        ]);
+        $crate::conformance_cases!(
+            state,
+            $make,
+            [
+                missing_state_is_absent,
+                sent_and_applied_do_not_clobber,
+                applied_never_regresses,
+                destination_ids_merge,
+                open_keys_track_open_flag,
+                get_many_large,
+            ]
+        );
     };
 }
 
@@ -116,12 +135,16 @@ macro_rules! state_conformance {
 #[macro_export]
 macro_rules! audit_conformance {
     ($make:expr) => {
-        $crate::conformance_cases!(audit, $make, [
-            history_in_order,
-            history_filters_by_flow,
-            by_outcome_since,
-            entries_are_append_only,
-        ]);
+        $crate::conformance_cases!(
+            audit,
+            $make,
+            [
+                history_in_order,
+                history_filters_by_flow,
+                by_outcome_since,
+                entries_are_append_only,
+            ]
+        );
     };
 }
 

@@ -21,7 +21,10 @@ fn applied(key: &StateKey, seq: u64, ids: &[(&str, &str)]) -> AppliedMark {
         key: key.clone(),
         version: v(seq),
         hash: format!("h{seq}"),
-        destination_ids: ids.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<BTreeMap<_, _>>(),
+        destination_ids: ids
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<BTreeMap<_, _>>(),
         at: t0(),
     }
 }
@@ -35,9 +38,26 @@ pub async fn missing_state_is_absent(s: &dyn RecordStateStore) {
 /// Sent and applied marks update their own fields only.
 pub async fn sent_and_applied_do_not_clobber(s: &dyn RecordStateStore) {
     let k = StateKey::new(flow_id("st"), Entity::ArInvoice, "C1|00100045|I");
-    s.mark_sent(&[SentMark { key: k.clone(), version: v(1), hash: "h1".into(), open: true }]).await.expect("sent");
-    assert!(s.mark_applied(&applied(&k, 1, &[("salesforce_id", "006A")])).await.expect("applied"));
-    s.mark_sent(&[SentMark { key: k.clone(), version: v(2), hash: "h2".into(), open: false }]).await.expect("sent");
+    s.mark_sent(&[SentMark {
+        key: k.clone(),
+        version: v(1),
+        hash: "h1".into(),
+        open: true,
+    }])
+    .await
+    .expect("sent");
+    assert!(s
+        .mark_applied(&applied(&k, 1, &[("salesforce_id", "006A")]))
+        .await
+        .expect("applied"));
+    s.mark_sent(&[SentMark {
+        key: k.clone(),
+        version: v(2),
+        hash: "h2".into(),
+        open: false,
+    }])
+    .await
+    .expect("sent");
     let got = s.get_many(std::slice::from_ref(&k)).await.expect("get");
     assert_eq!(got.len(), 1);
     let st = &got[0].1;
@@ -47,7 +67,10 @@ pub async fn sent_and_applied_do_not_clobber(s: &dyn RecordStateStore) {
     assert!(!st.open);
     assert_eq!(st.applied_version, Some(v(1)));
     assert_eq!(st.applied_hash.as_deref(), Some("h1"));
-    assert_eq!(st.destination_ids.get("salesforce_id").map(String::as_str), Some("006A"));
+    assert_eq!(
+        st.destination_ids.get("salesforce_id").map(String::as_str),
+        Some("006A")
+    );
     assert_eq!(st.applied_at, Some(t0()));
 }
 
@@ -55,9 +78,22 @@ pub async fn sent_and_applied_do_not_clobber(s: &dyn RecordStateStore) {
 pub async fn applied_never_regresses(s: &dyn RecordStateStore) {
     let k = StateKey::new(flow_id("st"), Entity::ArInvoice, "K");
     assert!(s.mark_applied(&applied(&k, 5, &[])).await.expect("apply 5"));
-    assert!(!s.mark_applied(&applied(&k, 4, &[])).await.expect("apply 4"), "older refused");
-    assert!(!s.mark_applied(&applied(&k, 5, &[])).await.expect("apply 5 again"), "equal refused");
-    let st = s.get_many(std::slice::from_ref(&k)).await.expect("get").remove(0).1;
+    assert!(
+        !s.mark_applied(&applied(&k, 4, &[])).await.expect("apply 4"),
+        "older refused"
+    );
+    assert!(
+        !s.mark_applied(&applied(&k, 5, &[]))
+            .await
+            .expect("apply 5 again"),
+        "equal refused"
+    );
+    let st = s
+        .get_many(std::slice::from_ref(&k))
+        .await
+        .expect("get")
+        .remove(0)
+        .1;
     assert_eq!(st.applied_version, Some(v(5)));
     assert!(s.mark_applied(&applied(&k, 6, &[])).await.expect("apply 6"));
 }
@@ -65,11 +101,28 @@ pub async fn applied_never_regresses(s: &dyn RecordStateStore) {
 /// Destination ids from later writes merge with earlier ones.
 pub async fn destination_ids_merge(s: &dyn RecordStateStore) {
     let k = StateKey::new(flow_id("st"), Entity::ApInvoice, "S1|INV9");
-    assert!(s.mark_applied(&applied(&k, 1, &[("board_id", "10"), ("item_id", "77")])).await.expect("apply"));
-    assert!(s.mark_applied(&applied(&k, 2, &[("item_id", "78")])).await.expect("apply"));
-    let st = s.get_many(std::slice::from_ref(&k)).await.expect("get").remove(0).1;
-    assert_eq!(st.destination_ids.get("board_id").map(String::as_str), Some("10"));
-    assert_eq!(st.destination_ids.get("item_id").map(String::as_str), Some("78"));
+    assert!(s
+        .mark_applied(&applied(&k, 1, &[("board_id", "10"), ("item_id", "77")]))
+        .await
+        .expect("apply"));
+    assert!(s
+        .mark_applied(&applied(&k, 2, &[("item_id", "78")]))
+        .await
+        .expect("apply"));
+    let st = s
+        .get_many(std::slice::from_ref(&k))
+        .await
+        .expect("get")
+        .remove(0)
+        .1;
+    assert_eq!(
+        st.destination_ids.get("board_id").map(String::as_str),
+        Some("10")
+    );
+    assert_eq!(
+        st.destination_ids.get("item_id").map(String::as_str),
+        Some("78")
+    );
 }
 
 /// `open_keys` lists the keys whose last sent mark was open, for that flow and entity only.
@@ -89,7 +142,9 @@ pub async fn open_keys_track_open_flag(s: &dyn RecordStateStore) {
     ])
     .await
     .expect("sent");
-    s.mark_sent(&[mark("B", false, Entity::ArInvoice)]).await.expect("sent");
+    s.mark_sent(&[mark("B", false, Entity::ArInvoice)])
+        .await
+        .expect("sent");
     let mut keys = s.open_keys(&flow, Entity::ArInvoice).await.expect("open");
     keys.sort();
     assert_eq!(keys, vec!["A".to_string()]);

@@ -1,0 +1,227 @@
+//! SQLite store behaviour beyond the conformance suites: big batches in one call, version
+//! ordering near `u64::MAX`, several handles on one file, schema versions, append-only audit.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mlc_core::conformance::t0;
+use mlc_core::ports::{AuditLog, Budget, RecordStateStore, WatermarkStore};
+use mlc_core::state::{AppliedMark, SentMark, StateKey};
+use mlc_core::{AuditEntry, Entity, SourceVersion, SyncOutcome};
+use mlc_embedded::{Error, SqliteStore};
+
+fn temp_store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("store.sqlite")).expect("open");
+    (dir, store)
+}
+
+fn sv(poll_seq: u64, row_version: Option<u64>) -> SourceVersion {
+    SourceVersion {
+        poll_seq,
+        row_version,
+    }
+}
+
+fn applied(key: &StateKey, version: SourceVersion) -> AppliedMark {
+    AppliedMark {
+        key: key.clone(),
+        version,
+        hash: format!("h{version}"),
+        destination_ids: BTreeMap::new(),
+        at: t0(),
+    }
+}
+
+#[tokio::test]
+async fn mark_sent_and_get_many_of_20k_in_one_call() {
+    let (_dir, s) = temp_store();
+    let marks: Vec<SentMark> = (0..20_000u64)
+        .map(|i| SentMark {
+            key: StateKey::new("f", Entity::ArInvoice, format!("C{i:07}|INV|I")),
+            version: sv(7, Some(u64::MAX - i)),
+            hash: format!("h{i}"),
+            open: i % 2 == 0,
+        })
+        .collect();
+    s.mark_sent(&marks).await.expect("mark 20k");
+    let keys: Vec<StateKey> = marks.iter().map(|m| m.key.clone()).collect();
+    let got = s.get_many(&keys).await.expect("get 20k");
+    assert_eq!(got.len(), 20_000);
+    for ((k, st), m) in got.iter().zip(&marks) {
+        assert_eq!(k, &m.key, "input order kept");
+        assert_eq!(st.sent_version, Some(m.version));
+        assert_eq!(st.sent_hash.as_deref(), Some(m.hash.as_str()));
+        assert_eq!(st.open, m.open);
+    }
+    assert_eq!(
+        s.open_keys("f", Entity::ArInvoice)
+            .await
+            .expect("open")
+            .len(),
+        10_000
+    );
+}
+
+#[tokio::test]
+async fn applied_versions_order_like_source_version_near_u64_max() {
+    let (_dir, s) = temp_store();
+    let k = StateKey::new("f", Entity::ArCustomer, "C1");
+    let steps = [
+        (sv(1, None), true),
+        (sv(1, Some(0)), true),
+        (sv(1, Some(i64::MAX as u64)), true),
+        (sv(1, Some(i64::MAX as u64 + 1)), true),
+        (sv(1, Some(u64::MAX - 1)), true),
+        (sv(1, Some(5)), false),
+        (sv(1, None), false),
+        (sv(1, Some(u64::MAX)), true),
+        (sv(1, Some(u64::MAX)), false),
+        (sv(2, None), true),
+        (sv(1, Some(u64::MAX)), false),
+        (sv(u64::MAX, None), true),
+        (sv(u64::MAX - 1, Some(u64::MAX)), false),
+        (sv(u64::MAX, Some(0)), true),
+    ];
+    let mut current = None;
+    for (i, (v, want)) in steps.into_iter().enumerate() {
+        let got = s.mark_applied(&applied(&k, v)).await.expect("apply");
+        assert_eq!(got, want, "step {i}: {v} over {current:?}");
+        assert_eq!(
+            want,
+            current.is_none_or(|c| v > c),
+            "step {i}: test agrees with Ord"
+        );
+        if got {
+            current = Some(v);
+        }
+        let st = s
+            .get_many(std::slice::from_ref(&k))
+            .await
+            .expect("get")
+            .remove(0)
+            .1;
+        assert_eq!(st.applied_version, current, "step {i}: stored exactly");
+    }
+}
+
+#[tokio::test]
+async fn two_handles_on_one_file_share_leases_and_budgets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("nested").join("dirs").join("store.sqlite");
+    let a = SqliteStore::open(&path).expect("open a");
+    let b = SqliteStore::open(&path).expect("open b");
+    let ttl = Duration::from_secs(60);
+    let la = a
+        .acquire_lease("flow", "a", ttl, t0())
+        .await
+        .expect("acquire");
+    assert!(la.is_some());
+    assert!(b
+        .acquire_lease("flow", "b", ttl, t0())
+        .await
+        .expect("acquire")
+        .is_none());
+    a.release_lease(&la.expect("lease"), true, t0())
+        .await
+        .expect("release");
+    let lb = b
+        .acquire_lease("flow", "b", ttl, t0())
+        .await
+        .expect("acquire")
+        .expect("free now");
+    assert_eq!(lb.poll_seq, 2, "sequence continues across handles");
+
+    let mut tasks = Vec::new();
+    for s in [a.clone(), b.clone(), a, b] {
+        tasks.push(tokio::spawn(async move {
+            let mut got = 0;
+            for _ in 0..25 {
+                got += s.take("board", t0(), 60, 1).await.expect("take");
+            }
+            got
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("join");
+    }
+    assert_eq!(total, 60);
+}
+
+#[tokio::test]
+async fn audit_rows_cannot_be_updated_and_history_keeps_insertion_order() {
+    let (dir, s) = temp_store();
+    let entry = |outcome| AuditEntry {
+        flow: "f".into(),
+        entity: Entity::ArInvoice,
+        key: "K".into(),
+        poll_id: "f:1".into(),
+        polled_at: t0(),
+        version: sv(1, None),
+        content_hash: "h".into(),
+        destination: "salesforce".into(),
+        destination_ids: BTreeMap::new(),
+        outcome,
+        attempt: 1,
+        at: t0(),
+        error_chain: Vec::new(),
+    };
+    let same_time: Vec<_> = [
+        SyncOutcome::Queued,
+        SyncOutcome::FailedRetryable,
+        SyncOutcome::Updated,
+    ]
+    .into_iter()
+    .map(entry)
+    .collect();
+    s.append(&same_time).await.expect("append");
+    assert_eq!(s.history(Some("f"), "K").await.expect("history"), same_time);
+
+    let raw = rusqlite::Connection::open(dir.path().join("store.sqlite")).expect("raw open");
+    let r = raw.execute("UPDATE mlc_audit SET outcome = 'created'", []);
+    assert!(r.is_err(), "audit rows are append-only");
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.sqlite");
+    drop(SqliteStore::open(&path).expect("create"));
+    let raw = rusqlite::Connection::open(&path).expect("raw open");
+    raw.execute(
+        "UPDATE mlc_schema SET version = 99 WHERE component = 'store'",
+        [],
+    )
+    .expect("bump");
+    drop(raw);
+    match SqliteStore::open(&path) {
+        Err(Error::SchemaTooNew { found: 99, .. }) => {}
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+#[test]
+fn reopening_keeps_data_and_schema() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.sqlite");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let s = SqliteStore::open(&path).expect("open");
+        s.mark_sent(&[SentMark {
+            key: StateKey::new("f", Entity::ArCustomer, "C1"),
+            version: sv(3, Some(9)),
+            hash: "h".into(),
+            open: true,
+        }])
+        .await
+        .expect("mark");
+    });
+    rt.block_on(async {
+        let s = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(
+            s.open_keys("f", Entity::ArCustomer).await.expect("open"),
+            vec!["C1"]
+        );
+    });
+}

@@ -1,0 +1,122 @@
+//! Derived fields: what the destinations see besides the SYSPRO columns. Status and aging
+//! depend on today's date in the company's time zone, so an invoice turning overdue changes
+//! the record's hash (and the destination) without any SYSPRO change.
+
+use chrono::NaiveDate;
+use mlc_core::config::FlowConfig;
+use mlc_core::entity::derived;
+use mlc_core::invoice::{aging_bucket, due_from_terms, parse_business_date, status};
+use mlc_core::{Entity, Record, RecordKey};
+use serde_json::Value;
+
+/// Reads a number that may be a JSON number or a space-padded string.
+pub fn number(record: &Record, field: &str) -> Option<f64> {
+    match record.get(field)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn text<'a>(record: &'a Record, field: &str) -> Option<&'a str> {
+    record.get(field).and_then(Value::as_str)
+}
+
+fn date(record: &Record, field: &str) -> Option<NaiveDate> {
+    text(record, field).and_then(parse_business_date)
+}
+
+/// The record key from the entity's key columns, raw (padding kept).
+pub fn record_key(entity: Entity, record: &Record) -> Option<RecordKey> {
+    let mut parts = Vec::with_capacity(entity.key_fields().len());
+    for f in entity.key_fields() {
+        let part = match record.get(*f)? {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Null => return None,
+            other => other.to_string(),
+        };
+        parts.push(part);
+    }
+    Some(RecordKey::composite(&parts))
+}
+
+/// Adds the derived fields to a row. Returns whether the record is open (has a balance).
+pub fn add_derived(
+    flow: &FlowConfig,
+    entity: Entity,
+    key: &RecordKey,
+    record: &mut Record,
+    today: NaiveDate,
+) -> bool {
+    record.insert(derived::KEY.into(), Value::String(key.id()));
+    let (balance, due) = match entity {
+        Entity::ArInvoice => {
+            let balance = number(record, "InvoiceBal1");
+            let due = date(record, "InvoiceDate").map(|d| {
+                let days = text(record, "TermsCode")
+                    .and_then(|t| flow.syspro.terms_days.get(t.trim()))
+                    .copied()
+                    .unwrap_or(flow.syspro.default_due_days);
+                due_from_terms(d, days)
+            });
+            (balance, due)
+        }
+        Entity::ApInvoice => (number(record, "MthInvBal1"), date(record, "DueDate")),
+        Entity::PorMasterHdr => {
+            let st = text(record, "OrderStatus").map(str::trim).unwrap_or("");
+            let label = match st {
+                "9" => "complete",
+                "*" => "cancelled",
+                "" => "unknown",
+                _ => "open",
+            };
+            record.insert(derived::STATUS.into(), Value::String(label.into()));
+            if let Some(d) = date(record, "OrderDueDate") {
+                record.insert(derived::DUE_DATE.into(), Value::String(d.to_string()));
+            }
+            return label == "open";
+        }
+        _ => return false,
+    };
+    let Some(balance) = balance else {
+        return false;
+    };
+    let st = status(balance, due, today);
+    record.insert(derived::STATUS.into(), Value::String(st.as_str().into()));
+    record.insert(
+        derived::BALANCE.into(),
+        serde_json::Number::from_f64((balance * 100.0).round() / 100.0)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+    );
+    record.insert(
+        derived::DUE_DATE.into(),
+        due.map(|d| Value::String(d.to_string()))
+            .unwrap_or(Value::Null),
+    );
+    record.insert(
+        derived::AGING.into(),
+        Value::String(aging_bucket(st, due, today).into()),
+    );
+    st != mlc_core::invoice::InvoiceStatus::Paid
+}
+
+/// The column whose non-zero value marks an open item, for `open-items` rescans.
+pub fn balance_field(entity: Entity) -> Option<&'static str> {
+    match entity {
+        Entity::ArInvoice => Some("InvoiceBal1"),
+        Entity::ApInvoice => Some("MthInvBal1"),
+        _ => None,
+    }
+}
+
+/// Columns the derivations read, per entity.
+pub fn derivation_inputs(entity: Entity) -> &'static [&'static str] {
+    match entity {
+        Entity::ArInvoice => &["InvoiceBal1", "InvoiceDate", "TermsCode"],
+        Entity::ApInvoice => &["MthInvBal1", "DueDate"],
+        Entity::PorMasterHdr => &["OrderStatus", "OrderDueDate"],
+        _ => &[],
+    }
+}

@@ -1,0 +1,42 @@
+//! Engine errors.
+
+use mlc_core::ports::{SinkError, SourceError};
+use mlc_core::PortError;
+
+/// Result of an engine step.
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// Why a poll, sink pass or replay stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// A store or the queue failed.
+    #[error("state store or queue failed")]
+    Port(#[from] PortError),
+    /// SYSPRO failed.
+    #[error("flow {flow}: reading {entity} from SYSPRO failed")]
+    Source {
+        /// The flow.
+        flow: String,
+        /// The entity being read.
+        entity: String,
+        /// The cause.
+        #[source]
+        source: SourceError,
+    },
+    /// A destination failed as a whole.
+    #[error("flow {flow}: destination failed")]
+    Sink {
+        /// The flow.
+        flow: String,
+        /// The cause.
+        #[source]
+        source: SinkError,
+    },
+    /// The flow is not configured.
+    #[error("unknown flow {0:?}")]
+    UnknownFlow(String),
+    /// Another poll holds the flow's lease.
+    #[error("flow {0}: another poll holds the lease")]
+    LeaseHeld(String),
+}

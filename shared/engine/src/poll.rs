@@ -1,0 +1,641 @@
+//! One poll of a flow.
+//!
+//! Under the flow's lease, for each entity in order (masters first): build the change filter
+//! from the watermark, read page by page, derive status and aging, hash each record once, drop
+//! records whose hash equals the last one sent (one batched state read per page), pack the rest
+//! into change batches, send them, record what was sent, audit, and only then advance the
+//! watermark. A crash anywhere before the watermark save re-polls the same window; the queue's
+//! dedup ids and the sinks' version checks absorb the repeats.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use mlc_core::audit::AuditEntry;
+use mlc_core::config::{ChangeDetection, EntityConfig, FieldMapping};
+use mlc_core::entity::derived;
+use mlc_core::event::{content_hash, pack_batches};
+use mlc_core::mapping::source_fields;
+use mlc_core::ports::{Source, SourceError};
+use mlc_core::query::{Filter, Literal, Op, SourceQuery};
+use mlc_core::state::{SentMark, StateKey};
+use mlc_core::{
+    ChangeEvent, Entity, Lease, Record, SourceVersion, SyncOutcome, Watermark, WatermarkValue,
+};
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::derive::{add_derived, balance_field, derivation_inputs, record_key};
+use crate::error::{EngineError, Result};
+use crate::runtime::FlowRuntime;
+
+/// Records buffered before a flush to the queue: bounds memory however many rows change.
+const FLUSH_EVENTS: usize = 5_000;
+/// Keys fetched per by-key query (vanished open items, customer names).
+const KEYS_PER_QUERY: usize = 50;
+
+/// What one poll did, per entity.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PollReport {
+    /// The flow.
+    pub flow: String,
+    /// `{flow}:{poll_seq}`, or empty when skipped.
+    pub poll_id: String,
+    /// True when another poll held the lease and this one did nothing.
+    pub skipped: bool,
+    /// Per entity: rows read, changes queued.
+    pub entities: Vec<EntityPollReport>,
+}
+
+impl PollReport {
+    /// Total changes queued.
+    pub fn queued(&self) -> usize {
+        self.entities.iter().map(|e| e.queued).sum()
+    }
+    /// Total rows read.
+    pub fn read(&self) -> usize {
+        self.entities.iter().map(|e| e.rows_read).sum()
+    }
+}
+
+/// What one poll did for one entity.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EntityPollReport {
+    /// The entity.
+    pub entity: String,
+    /// Rows read from SYSPRO.
+    pub rows_read: usize,
+    /// Changes put on the queue.
+    pub queued: usize,
+    /// Rows skipped because their hash equals the last one sent.
+    pub unchanged: usize,
+    /// Queue messages sent.
+    pub messages: usize,
+}
+
+/// Options of one poll.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PollOptions {
+    /// Read and compare only: send nothing, record nothing, keep the watermark.
+    pub dry_run: bool,
+}
+
+/// Polls one flow once. `owner` names this poller in the lease (process id, Lambda request id).
+pub async fn poll_flow(rt: &FlowRuntime, source: &dyn Source, owner: &str) -> Result<PollReport> {
+    poll_flow_with(rt, source, owner, PollOptions::default()).await
+}
+
+/// [`poll_flow`] with options.
+pub async fn poll_flow_with(
+    rt: &FlowRuntime,
+    source: &dyn Source,
+    owner: &str,
+    opts: PollOptions,
+) -> Result<PollReport> {
+    let flow = &rt.flow;
+    let now = rt.clock.now();
+    let Some(lease) = rt
+        .watermarks
+        .acquire_lease(&flow.id, owner, rt.lease_ttl, now)
+        .await?
+    else {
+        info!(flow = %flow.id, "another poll holds the lease: skipping");
+        return Ok(PollReport {
+            flow: flow.id.clone(),
+            skipped: true,
+            ..Default::default()
+        });
+    };
+    let mut poll = PollRun {
+        rt,
+        source,
+        lease,
+        polled_at: now,
+        today: rt.clock.today(flow.tz()),
+        dry_run: opts.dry_run,
+    };
+    let result = poll.run().await;
+    let finished = result.is_ok() && !opts.dry_run;
+    if let Err(e) = rt
+        .watermarks
+        .release_lease(&poll.lease, finished, rt.clock.now())
+        .await
+    {
+        warn!(flow = %flow.id, error = %e, "releasing the lease failed; it lapses at its expiry");
+    }
+    result
+}
+
+struct PollRun<'a> {
+    rt: &'a FlowRuntime,
+    source: &'a dyn Source,
+    lease: Lease,
+    polled_at: DateTime<Utc>,
+    today: NaiveDate,
+    dry_run: bool,
+}
+
+struct Pending {
+    events: Vec<ChangeEvent>,
+    marks: Vec<SentMark>,
+}
+
+impl PollRun<'_> {
+    async fn run(&mut self) -> Result<PollReport> {
+        let flow = self.rt.flow.clone();
+        let mut report = PollReport {
+            flow: flow.id.clone(),
+            poll_id: self.lease.poll_id(),
+            ..Default::default()
+        };
+        for ec in &flow.entities {
+            let r = self.poll_entity(ec).await?;
+            info!(flow = %flow.id, entity = %ec.entity, rows = r.rows_read, queued = r.queued, "entity polled");
+            report.entities.push(r);
+        }
+        Ok(report)
+    }
+
+    fn source_err(&self, entity: Entity, source: SourceError) -> EngineError {
+        EngineError::Source {
+            flow: self.rt.flow.id.clone(),
+            entity: entity.to_string(),
+            source,
+        }
+    }
+
+    async fn renew_if_due(&mut self) -> Result<()> {
+        let now = self.rt.clock.now();
+        let half = chrono::Duration::from_std(self.rt.lease_ttl / 2).unwrap_or_default();
+        if self.lease.expires_at - now < half {
+            self.lease = self
+                .rt
+                .watermarks
+                .renew_lease(&self.lease, self.rt.lease_ttl, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Columns to read: keys, mapped fields, derivation inputs, the date field and `TimeStamp`.
+    fn select(&self, ec: &EntityConfig, with_rowversion: bool) -> Vec<String> {
+        let entity = ec.entity;
+        let mut set: BTreeSet<String> = entity.key_fields().iter().map(|s| s.to_string()).collect();
+        let mut add = |f: &str| {
+            if entity.known_fields().contains(&f) {
+                set.insert(f.to_string());
+            }
+        };
+        for rule in ec.mapping.values() {
+            for f in source_fields(rule) {
+                add(&f);
+            }
+        }
+        for f in derivation_inputs(entity) {
+            add(f);
+        }
+        if let Some(t) = &ec.monday {
+            for f in mlc_core::mapping::template_fields(&t.item_name) {
+                add(&f);
+            }
+        }
+        if let mlc_core::config::Destination::Salesforce(sf) = &self.rt.flow.destination {
+            if entity == Entity::ArInvoice {
+                for f in mlc_core::mapping::template_fields(&sf.opportunity_name) {
+                    add(&f);
+                }
+            }
+            if entity == Entity::ArCustomer {
+                add("Name");
+            }
+        }
+        if let Some(d) = &ec.date_field {
+            add(d);
+        }
+        if with_rowversion {
+            set.insert("TimeStamp".into());
+        }
+        set.into_iter().collect()
+    }
+
+    fn needs_customer_name(&self, ec: &EntityConfig) -> bool {
+        if !matches!(ec.entity, Entity::ArInvoice | Entity::ArInvoicePay) {
+            return false;
+        }
+        let in_mapping = ec.mapping.values().any(|r| match r {
+            FieldMapping::Field(f) => f == "Customer.Name",
+            FieldMapping::Rule(_) => source_fields(r).iter().any(|f| f == "Customer.Name"),
+        });
+        let in_templates = match &self.rt.flow.destination {
+            mlc_core::config::Destination::Salesforce(sf) => {
+                ec.entity == Entity::ArInvoice && sf.opportunity_name.contains("{Customer.Name}")
+            }
+            mlc_core::config::Destination::Monday(_) => ec
+                .monday
+                .as_ref()
+                .is_some_and(|t| t.item_name.contains("{Customer.Name}")),
+        };
+        in_mapping || in_templates
+    }
+
+    async fn poll_entity(&mut self, ec: &EntityConfig) -> Result<EntityPollReport> {
+        let entity = ec.entity;
+        let flow_id = self.rt.flow.id.clone();
+        let mut report = EntityPollReport {
+            entity: entity.to_string(),
+            ..Default::default()
+        };
+        let stored = self.rt.watermarks.load(&flow_id, entity).await?;
+        let mark = stored
+            .as_ref()
+            .map(|w| w.value.clone())
+            .unwrap_or(WatermarkValue::Empty);
+
+        let mut strategy = ec.change_detection;
+        let has_rv = if strategy == ChangeDetection::Rowversion {
+            self.source
+                .has_row_version(entity)
+                .await
+                .map_err(|e| self.source_err(entity, e))?
+        } else {
+            false
+        };
+        if strategy == ChangeDetection::Rowversion && !has_rv {
+            warn!(flow = %flow_id, entity = %entity, "no TimeStamp column exposed: falling back to a hash-diffed full scan");
+            strategy = ChangeDetection::FullScan;
+        }
+
+        let filter = match (strategy, &mark) {
+            (ChangeDetection::Rowversion, WatermarkValue::RowVersion(rv)) => {
+                Some(Filter::cmp("TimeStamp", Op::Gt, Literal::RowVersion(*rv)))
+            }
+            (ChangeDetection::Rowversion, WatermarkValue::RowVersionLagged { bound, .. }) => Some(
+                Filter::cmp("TimeStamp", Op::Gt, Literal::RowVersion(*bound)),
+            ),
+            (ChangeDetection::DateWindow, WatermarkValue::Date(d)) => {
+                let from = d
+                    .checked_sub_days(Days::new(u64::from(ec.overlap_days)))
+                    .unwrap_or(*d);
+                let field = ec.date_field.clone().unwrap_or_default();
+                Some(Filter::cmp(field, Op::Ge, Literal::Date(from)))
+            }
+            (ChangeDetection::OpenItems, _) => {
+                balance_field(entity).map(|f| Filter::cmp(f, Op::Ne, Literal::Num(0.0)))
+            }
+            _ => None,
+        };
+
+        let query = SourceQuery {
+            entity,
+            fields: self.select(ec, has_rv),
+            filter,
+            page_size: self.rt.flow.syspro.page_size,
+        };
+        let needs_names = self.needs_customer_name(ec);
+        let mut names: HashMap<String, String> = HashMap::new();
+
+        let mut max_rv: Option<u64> = None;
+        let mut max_date: Option<NaiveDate> = None;
+        let mut seen_open: HashSet<String> = HashSet::new();
+        let track_vanished = strategy == ChangeDetection::OpenItems;
+
+        let mut pending = Pending {
+            events: Vec::new(),
+            marks: Vec::new(),
+        };
+        let mut cursor = None;
+        loop {
+            self.renew_if_due().await?;
+            let page = self
+                .source
+                .read_page(&query, cursor.as_ref())
+                .await
+                .map_err(|e| self.source_err(entity, e))?;
+            report.rows_read += page.rows.len();
+            let mut rows = page.rows;
+            if needs_names {
+                self.fill_customer_names(&mut rows, &mut names).await?;
+            }
+            for row in &rows {
+                if let Some(Value::Number(n)) = row.get("TimeStamp") {
+                    if let Some(v) = n.as_u64() {
+                        max_rv = Some(max_rv.map_or(v, |m| m.max(v)));
+                    }
+                }
+                if let Some(df) = &ec.date_field {
+                    if let Some(d) = row
+                        .get(df)
+                        .and_then(Value::as_str)
+                        .and_then(mlc_core::invoice::parse_business_date)
+                    {
+                        max_date = Some(max_date.map_or(d, |m| m.max(d)));
+                    }
+                }
+            }
+            let keys = self.stage_rows(ec, rows, &mut pending, &mut report).await?;
+            if track_vanished {
+                seen_open.extend(keys);
+            }
+            if pending.events.len() >= FLUSH_EVENTS {
+                self.flush(&mut pending, &mut report).await?;
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+
+        if track_vanished {
+            // Keys open last time and absent now were paid, reversed or deleted: fetch them by key.
+            let previously_open = self.rt.state.open_keys(&flow_id, entity).await?;
+            let vanished: Vec<String> = previously_open
+                .into_iter()
+                .filter(|k| !seen_open.contains(k))
+                .collect();
+            for chunk in vanished.chunks(KEYS_PER_QUERY) {
+                let parts: Vec<Vec<String>> = chunk
+                    .iter()
+                    .map(|k| k.split('|').map(str::to_string).collect())
+                    .collect();
+                let by_key = SourceQuery {
+                    entity,
+                    fields: query.fields.clone(),
+                    filter: Some(Filter::keys(entity, &parts)),
+                    page_size: query.page_size,
+                };
+                let mut found: HashSet<String> = HashSet::new();
+                let mut cursor = None;
+                loop {
+                    let page = self
+                        .source
+                        .read_page(&by_key, cursor.as_ref())
+                        .await
+                        .map_err(|e| self.source_err(entity, e))?;
+                    report.rows_read += page.rows.len();
+                    let mut rows = page.rows;
+                    if needs_names {
+                        self.fill_customer_names(&mut rows, &mut names).await?;
+                    }
+                    found.extend(self.stage_rows(ec, rows, &mut pending, &mut report).await?);
+                    match page.next {
+                        Some(n) => cursor = Some(n),
+                        None => break,
+                    }
+                }
+                // Gone from SYSPRO altogether: the destination record is marked, never deleted.
+                let removed: Vec<Record> = chunk
+                    .iter()
+                    .filter(|k| !found.contains(*k))
+                    .map(|k| removed_record(entity, k))
+                    .collect();
+                if !removed.is_empty() {
+                    self.stage_rows(ec, removed, &mut pending, &mut report)
+                        .await?;
+                }
+            }
+        }
+        self.flush(&mut pending, &mut report).await?;
+        if self.dry_run {
+            return Ok(report);
+        }
+
+        // Only now, with every batch accepted by the queue, does the watermark move.
+        let value = match strategy {
+            ChangeDetection::Rowversion => {
+                let prev_seen = match &mark {
+                    WatermarkValue::RowVersionLagged { seen, .. } => Some(*seen),
+                    WatermarkValue::RowVersion(v) => Some(*v),
+                    _ => None,
+                };
+                let seen = max_rv.max(prev_seen).unwrap_or(0);
+                // Filter next time on the previous poll's high mark (see RowVersionLagged).
+                let bound = prev_seen.unwrap_or(0).min(seen);
+                WatermarkValue::RowVersionLagged { bound, seen }
+            }
+            ChangeDetection::DateWindow => {
+                let prev = match &mark {
+                    WatermarkValue::Date(d) => Some(*d),
+                    _ => None,
+                };
+                match max_date.max(prev) {
+                    Some(d) => WatermarkValue::Date(d),
+                    None => WatermarkValue::Empty,
+                }
+            }
+            ChangeDetection::OpenItems | ChangeDetection::FullScan => {
+                WatermarkValue::Rescanned(self.today)
+            }
+        };
+        let wm = Watermark {
+            flow: flow_id.clone(),
+            entity,
+            value,
+            version: stored.map(|w| w.version).unwrap_or(0) + 1,
+            poll_id: self.lease.poll_id(),
+            updated_at: self.rt.clock.now(),
+        };
+        self.rt.watermarks.save(&wm).await?;
+        Ok(report)
+    }
+
+    /// Looks up customer names for invoice rows (`Customer.Name`), one query per 50 customers.
+    async fn fill_customer_names(
+        &self,
+        rows: &mut [Record],
+        names: &mut HashMap<String, String>,
+    ) -> Result<()> {
+        let missing: BTreeSet<String> = rows
+            .iter()
+            .filter_map(|r| r.get("Customer").and_then(Value::as_str))
+            .map(|c| c.trim_end().to_string())
+            .filter(|c| !names.contains_key(c))
+            .collect();
+        let missing: Vec<String> = missing.into_iter().collect();
+        for chunk in missing.chunks(KEYS_PER_QUERY) {
+            let parts: Vec<Vec<String>> = chunk.iter().map(|c| vec![c.clone()]).collect();
+            let q = SourceQuery {
+                entity: Entity::ArCustomer,
+                fields: vec!["Customer".into(), "Name".into()],
+                filter: Some(Filter::keys(Entity::ArCustomer, &parts)),
+                page_size: self.rt.flow.syspro.page_size,
+            };
+            let mut cursor = None;
+            loop {
+                let page = self
+                    .source
+                    .read_page(&q, cursor.as_ref())
+                    .await
+                    .map_err(|e| self.source_err(Entity::ArCustomer, e))?;
+                for r in page.rows {
+                    if let (Some(c), Some(n)) = (
+                        r.get("Customer").and_then(Value::as_str),
+                        r.get("Name").and_then(Value::as_str),
+                    ) {
+                        names.insert(c.trim_end().to_string(), n.trim().to_string());
+                    }
+                }
+                match page.next {
+                    Some(n) => cursor = Some(n),
+                    None => break,
+                }
+            }
+            for c in chunk {
+                names.entry(c.clone()).or_default();
+            }
+        }
+        for r in rows.iter_mut() {
+            let name = r
+                .get("Customer")
+                .and_then(Value::as_str)
+                .and_then(|c| names.get(c.trim_end()))
+                .cloned();
+            if let Some(n) = name {
+                r.insert("Customer.Name".into(), Value::String(n));
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns rows into events, dropping those whose hash equals the last one sent. Returns the
+    /// identities of rows that are open.
+    async fn stage_rows(
+        &self,
+        ec: &EntityConfig,
+        rows: Vec<Record>,
+        pending: &mut Pending,
+        report: &mut EntityPollReport,
+    ) -> Result<Vec<String>> {
+        let flow = &self.rt.flow;
+        let entity = ec.entity;
+        let mut staged = Vec::with_capacity(rows.len());
+        let mut open_keys = Vec::new();
+        for mut row in rows {
+            let Some(key) = record_key(entity, &row) else {
+                warn!(flow = %flow.id, entity = %entity, "row without its key columns: skipped");
+                continue;
+            };
+            let open = if row.get(derived::STATUS).and_then(Value::as_str) == Some("removed") {
+                false
+            } else {
+                add_derived(flow, entity, &key, &mut row, self.today)
+            };
+            if open {
+                open_keys.push(key.id());
+            }
+            let hash = content_hash(&row);
+            let row_version = row.get("TimeStamp").and_then(Value::as_u64);
+            staged.push((key, row, hash, row_version, open));
+        }
+        let state_keys: Vec<StateKey> = staged
+            .iter()
+            .map(|(k, ..)| StateKey::new(flow.id.clone(), entity, k.id()))
+            .collect();
+        let known: HashMap<StateKey, mlc_core::RecordState> = self
+            .rt
+            .state
+            .get_many(&state_keys)
+            .await?
+            .into_iter()
+            .collect();
+        for ((key, record, hash, row_version, open), sk) in staged.into_iter().zip(state_keys) {
+            let prior = known.get(&sk);
+            if prior.and_then(|s| s.sent_hash.as_deref()) == Some(hash.as_str())
+                && prior.is_some_and(|s| s.open == open)
+            {
+                report.unchanged += 1;
+                continue;
+            }
+            let version = SourceVersion {
+                poll_seq: self.lease.poll_seq,
+                row_version,
+            };
+            pending.marks.push(SentMark {
+                key: sk,
+                version,
+                hash: hash.clone(),
+                open,
+            });
+            pending.events.push(ChangeEvent {
+                flow: flow.id.clone(),
+                entity,
+                key,
+                version,
+                content_hash: hash,
+                poll_id: self.lease.poll_id(),
+                polled_at: self.polled_at,
+                record,
+                attempt: 0,
+                failure: None,
+            });
+        }
+        Ok(open_keys)
+    }
+
+    /// Sends buffered events as change batches, then records them as sent and audits them.
+    async fn flush(&self, pending: &mut Pending, report: &mut EntityPollReport) -> Result<()> {
+        if pending.events.is_empty() {
+            return Ok(());
+        }
+        let flow = &self.rt.flow;
+        let events = std::mem::take(&mut pending.events);
+        let marks = std::mem::take(&mut pending.marks);
+        if self.dry_run {
+            report.queued += marks.len();
+            return Ok(());
+        }
+        let audit: Vec<AuditEntry> = events.iter().map(queued_entry).collect();
+        // Group by stream, keeping poll order within each.
+        let mut streams: Vec<(String, Vec<ChangeEvent>)> = Vec::new();
+        for e in events {
+            let s = flow.stream_for(e.entity);
+            match streams.iter_mut().find(|(name, _)| *name == s) {
+                Some((_, v)) => v.push(e),
+                None => streams.push((s, vec![e])),
+            }
+        }
+        let mut batches = Vec::new();
+        for (stream, evs) in streams {
+            batches.extend(pack_batches(
+                &flow.id,
+                &stream,
+                evs,
+                self.rt.settings.max_message_bytes,
+                self.rt.settings.max_batch_records,
+            ));
+        }
+        report.messages += batches.len();
+        report.queued += marks.len();
+        self.rt.queue.send(&batches).await?;
+        self.rt.state.mark_sent(&marks).await?;
+        self.rt.audit.append(&audit).await?;
+        Ok(())
+    }
+}
+
+fn queued_entry(e: &ChangeEvent) -> AuditEntry {
+    AuditEntry {
+        flow: e.flow.clone(),
+        entity: e.entity,
+        key: e.key.id(),
+        poll_id: e.poll_id.clone(),
+        polled_at: e.polled_at,
+        version: e.version,
+        content_hash: e.content_hash.clone(),
+        destination: "queue".into(),
+        destination_ids: Default::default(),
+        outcome: SyncOutcome::Queued,
+        attempt: 0,
+        at: e.polled_at,
+        error_chain: Vec::new(),
+    }
+}
+
+/// A record for a key that no longer exists in SYSPRO: its key columns and `_Status = removed`.
+fn removed_record(entity: Entity, key: &str) -> Record {
+    let mut r = Record::new();
+    for (f, part) in entity.key_fields().iter().zip(key.split('|')) {
+        r.insert((*f).to_string(), Value::String(part.to_string()));
+    }
+    r.insert(derived::STATUS.into(), Value::String("removed".into()));
+    r
+}

@@ -1,0 +1,561 @@
+//! Engine behaviour over the real SQLite stores and queue, with an in-memory SYSPRO table and a
+//! recording destination (the real clients have their own tests against simulators; here the
+//! subject is the engine's ordering, idempotency and failure handling).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use mlc_core::config::{ConnectorConfig, FlowConfig};
+use mlc_core::ports::{
+    AuditLog, PendingWrite, Queue, Sink, SinkError, Source, SourceError, SourceInfo,
+};
+use mlc_core::query::{Filter, Literal, Op, PageCursor, SourcePage, SourceQuery};
+use mlc_core::{Entity, Failure, FixedClock, Record, RecordOutcome, SyncOutcome};
+use mlc_embedded::{QueueOptions, SqliteQueue, SqliteStore};
+use mlc_engine::local::{drain, DrainOptions};
+use mlc_engine::{poll_flow, replay, FlowRuntime, ReplayFilter, SinkSet};
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------- in-memory SYSPRO tables
+
+#[derive(Default)]
+struct Tables {
+    rows: HashMap<Entity, Vec<Record>>,
+    reads: usize,
+}
+
+#[derive(Clone, Default)]
+struct MemSource(Arc<Mutex<Tables>>);
+
+fn cmp_value(v: Option<&Value>, op: Op, lit: &Literal) -> bool {
+    use std::cmp::Ordering;
+    let ord = match (v, lit) {
+        (Some(Value::String(s)), Literal::Str(l)) => s.trim_end().cmp(l.trim_end()),
+        (Some(Value::String(s)), Literal::Date(d)) => {
+            match NaiveDate::parse_from_str(&s[..10.min(s.len())], "%Y-%m-%d") {
+                Ok(x) => x.cmp(d),
+                Err(_) => return false,
+            }
+        }
+        (Some(Value::Number(n)), Literal::Num(l)) => n
+            .as_f64()
+            .unwrap_or(0.0)
+            .partial_cmp(l)
+            .unwrap_or(Ordering::Equal),
+        (Some(Value::Number(n)), Literal::RowVersion(l)) => n.as_u64().unwrap_or(0).cmp(l),
+        _ => return false,
+    };
+    match op {
+        Op::Eq => ord == Ordering::Equal,
+        Op::Ne => ord != Ordering::Equal,
+        Op::Gt => ord == Ordering::Greater,
+        Op::Ge => ord != Ordering::Less,
+        Op::Lt => ord == Ordering::Less,
+        Op::Le => ord != Ordering::Greater,
+    }
+}
+
+fn eval(f: &Filter, r: &Record) -> bool {
+    match f {
+        Filter::Cmp { field, op, value } => cmp_value(r.get(field), *op, value),
+        Filter::And(v) => v.iter().all(|x| eval(x, r)),
+        Filter::Or(v) => v.iter().any(|x| eval(x, r)),
+    }
+}
+
+#[async_trait]
+impl Source for MemSource {
+    async fn read_page(
+        &self,
+        q: &SourceQuery,
+        cursor: Option<&PageCursor>,
+    ) -> Result<SourcePage, SourceError> {
+        let mut t = self.0.lock().unwrap();
+        t.reads += 1;
+        let mut rows: Vec<Record> = t
+            .rows
+            .get(&q.entity)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| q.filter.as_ref().is_none_or(|f| eval(f, r)))
+            .collect();
+        let key = |r: &Record| {
+            q.entity
+                .key_fields()
+                .iter()
+                .map(|k| r.get(*k).map(|v| v.to_string()).unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        rows.sort_by_key(key);
+        let skip: usize = cursor.map(|c| c.0.parse().unwrap()).unwrap_or(0);
+        let page: Vec<Record> = rows
+            .iter()
+            .skip(skip)
+            .take(q.page_size as usize)
+            .cloned()
+            .collect();
+        let next =
+            (skip + page.len() < rows.len()).then(|| PageCursor((skip + page.len()).to_string()));
+        Ok(SourcePage { rows: page, next })
+    }
+    async fn has_row_version(&self, _e: Entity) -> Result<bool, SourceError> {
+        Ok(false)
+    }
+    async fn ping(&self, _f: &[(Entity, Vec<String>)]) -> Result<SourceInfo, SourceError> {
+        Ok(SourceInfo {
+            summary: "mem".into(),
+            mismatches: vec![],
+        })
+    }
+}
+
+impl MemSource {
+    fn upsert(&self, e: Entity, row: Value) {
+        let row = row.as_object().unwrap().clone();
+        let mut t = self.0.lock().unwrap();
+        let rows = t.rows.entry(e).or_default();
+        let k = |r: &Record| {
+            e.key_fields()
+                .iter()
+                .map(|f| r.get(*f).cloned())
+                .collect::<Vec<_>>()
+        };
+        rows.retain(|r| k(r) != k(&row));
+        rows.push(row);
+    }
+}
+
+// ---------------------------------------------------------------- recording destination
+
+#[derive(Default)]
+struct Dest {
+    /// key → (record as last written, number of creates)
+    records: BTreeMap<String, (Record, usize)>,
+    writes: usize,
+    /// keys that fail permanently while present
+    reject: HashSet<String>,
+    /// whole calls that answer "later"
+    throttle_calls: usize,
+}
+
+#[derive(Clone, Default)]
+struct MemSink(Arc<Mutex<Dest>>);
+
+#[async_trait]
+impl Sink for MemSink {
+    fn destination(&self) -> &'static str {
+        "salesforce"
+    }
+    async fn ping(&self) -> Result<Vec<String>, SinkError> {
+        Ok(vec![])
+    }
+    async fn write(&self, batch: &[PendingWrite]) -> Result<Vec<RecordOutcome>, SinkError> {
+        let mut d = self.0.lock().unwrap();
+        if d.throttle_calls > 0 {
+            d.throttle_calls -= 1;
+            return Ok(batch
+                .iter()
+                .map(|_| {
+                    RecordOutcome::retry(
+                        Some(Duration::from_millis(300)),
+                        Failure::retryable("throttled"),
+                    )
+                })
+                .collect());
+        }
+        let mut out = Vec::new();
+        for w in batch {
+            let id = w.event.key.id();
+            if d.reject.contains(&id) {
+                out.push(RecordOutcome::Permanent(
+                    Failure::permanent("REQUIRED_FIELD_MISSING: Name").with_field("Name"),
+                ));
+                continue;
+            }
+            d.writes += 1;
+            let created = !d.records.contains_key(&id);
+            let entry = d.records.entry(id.clone()).or_insert((Record::new(), 0));
+            entry.0 = w.event.record.clone();
+            if created {
+                entry.1 += 1;
+            }
+            out.push(RecordOutcome::Applied {
+                created,
+                destination_ids: BTreeMap::from([(
+                    "salesforce_id".to_string(),
+                    format!("001{id}"),
+                )]),
+            });
+        }
+        Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------- world
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: SqliteStore,
+    queue: Arc<SqliteQueue>,
+    source: MemSource,
+    dest: MemSink,
+    flow: Arc<FlowConfig>,
+}
+
+const CONFIG: &str = r#"
+[[flows]]
+id = "acme-sf"
+timezone = "Africa/Johannesburg"
+[flows.syspro]
+base_url = "http://127.0.0.1:1"
+company = "ACME"
+operator = "MLC"
+password = "env:SYSPRO_PASSWORD"
+page_size = 7
+terms_days = { "30" = 30 }
+[[flows.entities]]
+entity = "ArCustomer"
+change_detection = "full-scan"
+[flows.entities.mapping]
+Name = { from = "Name", trim = true }
+[[flows.entities]]
+entity = "ArInvoice"
+change_detection = "open-items"
+[flows.entities.mapping]
+Amount = { from = "CurrencyValue", type = "number" }
+[flows.destination]
+kind = "salesforce"
+my_domain_url = "http://127.0.0.1:2"
+client_id = "env:SF_ID"
+client_secret = "env:SF_SECRET"
+"#;
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let cfg: ConnectorConfig = toml::from_str(CONFIG).unwrap();
+        World {
+            store: SqliteStore::open(&path).unwrap(),
+            queue: Arc::new(
+                SqliteQueue::open(
+                    &path,
+                    QueueOptions {
+                        max_receive_count: 20,
+                        ..Default::default()
+                    },
+                )
+                .unwrap(),
+            ),
+            _dir: dir,
+            source: MemSource::default(),
+            dest: MemSink::default(),
+            flow: Arc::new(cfg.flows[0].clone()),
+        }
+    }
+
+    fn runtime(&self, today: &str) -> FlowRuntime {
+        let store = Arc::new(self.store.clone());
+        FlowRuntime {
+            flow: self.flow.clone(),
+            settings: Arc::new(mlc_core::config::Settings {
+                max_attempts: 5,
+                ..Default::default()
+            }),
+            watermarks: store.clone(),
+            state: store.clone(),
+            audit: store,
+            queue: self.queue.clone(),
+            clock: Arc::new(FixedClock::today(
+                NaiveDate::parse_from_str(today, "%Y-%m-%d").unwrap(),
+            )),
+            lease_ttl: Duration::from_secs(60),
+        }
+    }
+
+    fn sinks(&self, today: &str) -> SinkSet {
+        let mut s = SinkSet::new();
+        s.insert(
+            self.flow.id.clone(),
+            (
+                self.runtime(today),
+                Arc::new(self.dest.clone()) as Arc<dyn Sink>,
+            ),
+        );
+        s
+    }
+
+    async fn sync(&self, today: &str) -> mlc_engine::PollReport {
+        let r = poll_flow(&self.runtime(today), &self.source, "test")
+            .await
+            .unwrap();
+        drain(
+            self.queue.as_ref(),
+            &self.sinks(today),
+            &DrainOptions {
+                max_wait: Duration::from_secs(5),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        r
+    }
+
+    fn seed(&self, customers: usize, invoices: usize) {
+        for c in 0..customers {
+            self.source.upsert(
+                Entity::ArCustomer,
+                json!({"Customer": format!("{c:07} "), "Name": format!("Customer {c}")}),
+            );
+        }
+        for i in 0..invoices {
+            self.source.upsert(
+                Entity::ArInvoice,
+                json!({"Customer": format!("{:07} ", i % customers.max(1)), "Invoice": format!("{:09}", 100000 + i), "DocumentType": "I ",
+                       "InvoiceDate": "2026-11-01", "TermsCode": "30", "CurrencyValue": 100.0 + i as f64, "InvoiceBal1": 100.0 + i as f64}),
+            );
+        }
+    }
+}
+
+fn inv_key(i: usize, customers: usize) -> String {
+    format!("{:07}|{:09}|I", i % customers, 100000 + i)
+}
+
+#[tokio::test]
+async fn sync_creates_each_record_once_and_repoll_writes_nothing() {
+    let w = World::new();
+    w.seed(5, 30);
+    let r = w.sync("2026-11-24").await;
+    assert_eq!(r.queued(), 35);
+    {
+        let d = w.dest.0.lock().unwrap();
+        assert_eq!(d.records.len(), 35);
+        assert!(d.records.values().all(|(_, creates)| *creates == 1));
+        assert!(
+            d.records.contains_key("0000003"),
+            "identity drops trailing blanks, keeps zeros"
+        );
+        let inv = &d.records[&inv_key(7, 5)].0;
+        assert_eq!(inv["_Status"], json!("open"));
+        assert_eq!(inv["_DueDate"], json!("2026-12-01"));
+    }
+    let writes = w.dest.0.lock().unwrap().writes;
+    let r2 = w.sync("2026-11-24").await;
+    assert_eq!(r2.queued(), 0, "nothing changed: nothing queued");
+    assert_eq!(
+        w.dest.0.lock().unwrap().writes,
+        writes,
+        "no writes on an unchanged re-poll"
+    );
+}
+
+#[tokio::test]
+async fn overdue_and_paid_are_seen_without_a_date_change() {
+    let w = World::new();
+    w.seed(2, 4);
+    w.sync("2026-11-24").await;
+    // Calendar moves past the due date: status changes, no SYSPRO change.
+    let r = w.sync("2026-12-05").await;
+    assert_eq!(r.queued(), 4, "every open invoice turned overdue");
+    assert_eq!(
+        w.dest.0.lock().unwrap().records[&inv_key(1, 2)].0["_Status"],
+        json!("overdue")
+    );
+    // A payment changes only the balance: the invoice leaves the open set and is fetched by key.
+    w.source.upsert(
+        Entity::ArInvoice,
+        json!({"Customer": "0000001 ", "Invoice": "000100001", "DocumentType": "I ", "InvoiceDate": "2026-11-01",
+               "TermsCode": "30", "CurrencyValue": 101.0, "InvoiceBal1": 0.0}),
+    );
+    w.sync("2026-12-05").await;
+    let d = w.dest.0.lock().unwrap();
+    assert_eq!(d.records[&inv_key(1, 2)].0["_Status"], json!("paid"));
+    assert_eq!(
+        d.records[&inv_key(1, 2)].1,
+        1,
+        "updated, never created twice"
+    );
+}
+
+#[tokio::test]
+async fn crash_after_send_before_watermark_repolls_without_duplicates() {
+    let w = World::new();
+    w.seed(3, 10);
+    let rt = w.runtime("2026-11-24");
+    // First poll sends its batches, then "crashes": its state marks are lost (as if the process
+    // died between the queue accepting the batches and anything after).
+    poll_flow(&rt, &w.source, "a").await.unwrap();
+    let fresh = World {
+        store: SqliteStore::open(&w._dir.path().join("other.db")).unwrap(),
+        ..w
+    };
+    let w = fresh;
+    let mut rt2 = w.runtime("2026-11-24");
+    rt2.watermarks = Arc::new(w.store.clone());
+    rt2.state = Arc::new(w.store.clone());
+    poll_flow(&rt2, &w.source, "b").await.unwrap();
+    drain(
+        w.queue.as_ref(),
+        &w.sinks("2026-11-24"),
+        &DrainOptions {
+            max_wait: Duration::from_secs(5),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let d = w.dest.0.lock().unwrap();
+    assert_eq!(d.records.len(), 13);
+    assert!(
+        d.records.values().all(|(_, c)| *c == 1),
+        "each record created exactly once"
+    );
+    assert_eq!(
+        d.writes, 13,
+        "the re-sent copies were recognised as unchanged"
+    );
+}
+
+#[tokio::test]
+async fn older_version_never_overwrites_newer() {
+    let w = World::new();
+    w.seed(1, 1);
+    w.sync("2026-11-24").await;
+    // Capture the old version's message by polling a change but not draining yet.
+    w.source.upsert(Entity::ArInvoice, json!({"Customer": "0000000 ", "Invoice": "000100000", "DocumentType": "I ",
+        "InvoiceDate": "2026-11-01", "TermsCode": "30", "CurrencyValue": 500.0, "InvoiceBal1": 500.0}));
+    poll_flow(&w.runtime("2026-11-24"), &w.source, "t")
+        .await
+        .unwrap();
+    let old = w.queue.receive(10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(old.len(), 1);
+    let mut old_batch = old[0].batch.clone();
+    // A duplicate delivery, not a re-send the dedup window would swallow.
+    old_batch.nonce = Some("late-duplicate".into());
+    w.queue.ack(&old[0].receipt).await.unwrap();
+    w.source.upsert(Entity::ArInvoice, json!({"Customer": "0000000 ", "Invoice": "000100000", "DocumentType": "I ",
+        "InvoiceDate": "2026-11-01", "TermsCode": "30", "CurrencyValue": 500.0, "InvoiceBal1": 0.0}));
+    w.sync("2026-11-24").await;
+    assert_eq!(
+        w.dest.0.lock().unwrap().records[&inv_key(0, 1)].0["_Status"],
+        json!("paid")
+    );
+    // The older version arrives late (a duplicate delivery): it must not regress the record.
+    w.queue.send(&[old_batch]).await.unwrap();
+    drain(
+        w.queue.as_ref(),
+        &w.sinks("2026-11-24"),
+        &DrainOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        w.dest.0.lock().unwrap().records[&inv_key(0, 1)].0["_Status"],
+        json!("paid")
+    );
+    let h = w
+        .store
+        .history(Some("acme-sf"), &inv_key(0, 1))
+        .await
+        .unwrap();
+    assert_eq!(h.last().unwrap().outcome, SyncOutcome::Unchanged);
+}
+
+#[tokio::test]
+async fn bad_record_is_dead_lettered_alone_and_replay_brings_it_back() {
+    let w = World::new();
+    w.seed(2, 6);
+    let bad = inv_key(3, 2);
+    w.dest.0.lock().unwrap().reject.insert(bad.clone());
+    w.sync("2026-11-24").await;
+    {
+        let d = w.dest.0.lock().unwrap();
+        assert_eq!(d.records.len(), 7, "the rest of the batch went on");
+        assert!(!d.records.contains_key(&bad));
+    }
+    assert_eq!(w.queue.depth().await.unwrap().dead, 1);
+    let h = w.store.history(None, &bad).await.unwrap();
+    let last = h.last().unwrap();
+    assert_eq!(last.outcome, SyncOutcome::FailedPermanent);
+    assert!(
+        last.error_chain[0].message.contains("Name"),
+        "{:?}",
+        last.error_chain
+    );
+    // Fix the cause, replay that key only, sync again.
+    w.dest.0.lock().unwrap().reject.clear();
+    let clock = FixedClock::today(NaiveDate::from_ymd_opt(2026, 11, 24).unwrap());
+    let r = replay(
+        w.queue.as_ref(),
+        &w.store,
+        &clock,
+        &ReplayFilter {
+            keys: vec!["000100003".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.moved, 1);
+    drain(
+        w.queue.as_ref(),
+        &w.sinks("2026-11-24"),
+        &DrainOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(w.dest.0.lock().unwrap().records.contains_key(&bad));
+    let outcomes: Vec<SyncOutcome> = w
+        .store
+        .history(None, &bad)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            SyncOutcome::Queued,
+            SyncOutcome::FailedPermanent,
+            SyncOutcome::Replayed,
+            SyncOutcome::Created
+        ]
+    );
+}
+
+#[tokio::test]
+async fn throttled_batch_comes_back_and_lands() {
+    let w = World::new();
+    w.seed(2, 4);
+    w.dest.0.lock().unwrap().throttle_calls = 2;
+    w.sync("2026-11-24").await;
+    let d = w.dest.0.lock().unwrap();
+    assert_eq!(d.records.len(), 6);
+    assert!(d.records.values().all(|(_, c)| *c == 1));
+}
+
+#[tokio::test]
+async fn concurrent_polls_of_one_flow_never_both_run() {
+    let w = World::new();
+    w.seed(3, 300);
+    let rt = w.runtime("2026-11-24");
+    let (a, b) = tokio::join!(
+        poll_flow(&rt, &w.source, "a"),
+        poll_flow(&rt, &w.source, "b")
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(
+        a.skipped ^ b.skipped,
+        "exactly one ran: {} {}",
+        a.skipped,
+        b.skipped
+    );
+    assert_eq!(a.queued() + b.queued(), 303);
+}
