@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use mlc_core::audit::AuditEntry;
-use mlc_core::config::{ChangeDetection, EntityConfig, FieldMapping};
+use mlc_core::config::{ChangeDetection, EntityConfig};
 use mlc_core::entity::derived;
 use mlc_core::event::{content_hash, pack_batches};
 use mlc_core::mapping::source_fields;
@@ -31,8 +31,11 @@ use crate::runtime::FlowRuntime;
 
 /// Records buffered before a flush to the queue: bounds memory however many rows change.
 const FLUSH_EVENTS: usize = 5_000;
-/// Keys fetched per by-key query (vanished open items, customer names).
+/// Keys fetched per by-key query (vanished open items, master lookups).
 const KEYS_PER_QUERY: usize = 50;
+
+/// Master records read during one poll, by (entity, key identity).
+type LookupCache = HashMap<(Entity, String), Record>;
 
 /// What one poll did, per entity.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -218,24 +221,38 @@ impl PollRun<'_> {
         set.into_iter().collect()
     }
 
-    fn needs_customer_name(&self, ec: &EntityConfig) -> bool {
-        if !matches!(ec.entity, Entity::ArInvoice | Entity::ArInvoicePay) {
-            return false;
+    /// Master-record lookups an entity's mapping or templates use (`Customer.Name`,
+    /// `Supplier.SupplierName`): (master entity, key column on the row, master columns).
+    fn lookups(&self, ec: &EntityConfig) -> Vec<(Entity, &'static str, Vec<String>)> {
+        let mut wanted: Vec<String> = ec.mapping.values().flat_map(source_fields).collect();
+        if let Some(t) = &ec.monday {
+            wanted.extend(mlc_core::mapping::template_fields(&t.item_name));
         }
-        let in_mapping = ec.mapping.values().any(|r| match r {
-            FieldMapping::Field(f) => f == "Customer.Name",
-            FieldMapping::Rule(_) => source_fields(r).iter().any(|f| f == "Customer.Name"),
-        });
-        let in_templates = match &self.rt.flow.destination {
-            mlc_core::config::Destination::Salesforce(sf) => {
-                ec.entity == Entity::ArInvoice && sf.opportunity_name.contains("{Customer.Name}")
+        if let mlc_core::config::Destination::Salesforce(sf) = &self.rt.flow.destination {
+            if ec.entity == Entity::ArInvoice {
+                wanted.extend(mlc_core::mapping::template_fields(&sf.opportunity_name));
             }
-            mlc_core::config::Destination::Monday(_) => ec
-                .monday
-                .as_ref()
-                .is_some_and(|t| t.item_name.contains("{Customer.Name}")),
-        };
-        in_mapping || in_templates
+        }
+        let mut out: Vec<(Entity, &'static str, Vec<String>)> = Vec::new();
+        for f in wanted {
+            let Some((prefix, col)) = f.split_once('.') else {
+                continue;
+            };
+            let (master, key_col) = match prefix {
+                "Customer" if ec.entity != Entity::ArCustomer => (Entity::ArCustomer, "Customer"),
+                "Supplier" if ec.entity != Entity::ApSupplier => (Entity::ApSupplier, "Supplier"),
+                _ => continue,
+            };
+            if !master.known_fields().contains(&col) {
+                continue;
+            }
+            match out.iter_mut().find(|(m, ..)| *m == master) {
+                Some((_, _, cols)) if !cols.iter().any(|c| c == col) => cols.push(col.to_string()),
+                Some(_) => {}
+                None => out.push((master, key_col, vec![col.to_string()])),
+            }
+        }
+        out
     }
 
     async fn poll_entity(&mut self, ec: &EntityConfig) -> Result<EntityPollReport> {
@@ -291,8 +308,8 @@ impl PollRun<'_> {
             filter,
             page_size: self.rt.flow.syspro.page_size,
         };
-        let needs_names = self.needs_customer_name(ec);
-        let mut names: HashMap<String, String> = HashMap::new();
+        let lookups = self.lookups(ec);
+        let mut names: LookupCache = HashMap::new();
 
         let mut max_rv: Option<u64> = None;
         let mut max_date: Option<NaiveDate> = None;
@@ -313,8 +330,8 @@ impl PollRun<'_> {
                 .map_err(|e| self.source_err(entity, e))?;
             report.rows_read += page.rows.len();
             let mut rows = page.rows;
-            if needs_names {
-                self.fill_customer_names(&mut rows, &mut names).await?;
+            for l in &lookups {
+                self.fill_lookups(l, &mut rows, &mut names).await?;
             }
             for row in &rows {
                 if let Some(Value::Number(n)) = row.get("TimeStamp") {
@@ -373,8 +390,8 @@ impl PollRun<'_> {
                         .map_err(|e| self.source_err(entity, e))?;
                     report.rows_read += page.rows.len();
                     let mut rows = page.rows;
-                    if needs_names {
-                        self.fill_customer_names(&mut rows, &mut names).await?;
+                    for l in &lookups {
+                        self.fill_lookups(l, &mut rows, &mut names).await?;
                     }
                     found.extend(self.stage_rows(ec, rows, &mut pending, &mut report).await?);
                     match page.next {
@@ -438,25 +455,30 @@ impl PollRun<'_> {
         Ok(report)
     }
 
-    /// Looks up customer names for invoice rows (`Customer.Name`), one query per 50 customers.
-    async fn fill_customer_names(
+    /// Fills `Master.Column` fields of rows from their master records, one query per 50 keys,
+    /// cached for the whole poll.
+    async fn fill_lookups(
         &self,
+        (master, key_col, cols): &(Entity, &'static str, Vec<String>),
         rows: &mut [Record],
-        names: &mut HashMap<String, String>,
+        cache: &mut LookupCache,
     ) -> Result<()> {
+        let prefix = *key_col;
         let missing: BTreeSet<String> = rows
             .iter()
-            .filter_map(|r| r.get("Customer").and_then(Value::as_str))
+            .filter_map(|r| r.get(prefix).and_then(Value::as_str))
             .map(|c| c.trim_end().to_string())
-            .filter(|c| !names.contains_key(c))
+            .filter(|c| !cache.contains_key(&(*master, c.clone())))
             .collect();
         let missing: Vec<String> = missing.into_iter().collect();
+        let mut fields: Vec<String> = vec![prefix.to_string()];
+        fields.extend(cols.iter().cloned());
         for chunk in missing.chunks(KEYS_PER_QUERY) {
             let parts: Vec<Vec<String>> = chunk.iter().map(|c| vec![c.clone()]).collect();
             let q = SourceQuery {
-                entity: Entity::ArCustomer,
-                fields: vec!["Customer".into(), "Name".into()],
-                filter: Some(Filter::keys(Entity::ArCustomer, &parts)),
+                entity: *master,
+                fields: fields.clone(),
+                filter: Some(Filter::keys(*master, &parts)),
                 page_size: self.rt.flow.syspro.page_size,
             };
             let mut cursor = None;
@@ -465,13 +487,10 @@ impl PollRun<'_> {
                     .source
                     .read_page(&q, cursor.as_ref())
                     .await
-                    .map_err(|e| self.source_err(Entity::ArCustomer, e))?;
+                    .map_err(|e| self.source_err(*master, e))?;
                 for r in page.rows {
-                    if let (Some(c), Some(n)) = (
-                        r.get("Customer").and_then(Value::as_str),
-                        r.get("Name").and_then(Value::as_str),
-                    ) {
-                        names.insert(c.trim_end().to_string(), n.trim().to_string());
+                    if let Some(k) = r.get(prefix).and_then(Value::as_str) {
+                        cache.insert((*master, k.trim_end().to_string()), r.clone());
                     }
                 }
                 match page.next {
@@ -480,17 +499,26 @@ impl PollRun<'_> {
                 }
             }
             for c in chunk {
-                names.entry(c.clone()).or_default();
+                cache.entry((*master, c.clone())).or_default();
             }
         }
         for r in rows.iter_mut() {
-            let name = r
-                .get("Customer")
+            let Some(k) = r
+                .get(prefix)
                 .and_then(Value::as_str)
-                .and_then(|c| names.get(c.trim_end()))
-                .cloned();
-            if let Some(n) = name {
-                r.insert("Customer.Name".into(), Value::String(n));
+                .map(|k| k.trim_end().to_string())
+            else {
+                continue;
+            };
+            if let Some(m) = cache.get(&(*master, k)) {
+                for c in cols {
+                    let v = match m.get(c) {
+                        Some(Value::String(s)) => Value::String(s.trim().to_string()),
+                        Some(v) => v.clone(),
+                        None => Value::Null,
+                    };
+                    r.insert(format!("{prefix}.{c}"), v);
+                }
             }
         }
         Ok(())
