@@ -78,6 +78,9 @@ pub enum FailureKind {
     Retryable,
     /// Do not retry: dead-letter.
     Permanent,
+    /// Not attempted: a budget or the destination's throttle says "later". Not a failure of
+    /// the record and never counted as an attempt (a backfill may wait many windows).
+    Deferred,
 }
 
 impl Failure {
@@ -95,6 +98,16 @@ impl Failure {
     pub fn retryable(message: impl Into<String>) -> Self {
         Failure {
             kind: FailureKind::Retryable,
+            message: message.into(),
+            field: None,
+            chain: Vec::new(),
+        }
+    }
+
+    /// A deferral: the record was not attempted because a budget or a throttle says later.
+    pub fn deferred(message: impl Into<String>) -> Self {
+        Failure {
+            kind: FailureKind::Deferred,
             message: message.into(),
             field: None,
             chain: Vec::new(),

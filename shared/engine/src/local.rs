@@ -52,6 +52,9 @@ pub struct DrainOptions {
     pub max_wait: Duration,
     /// Longest single sleep while waiting for delayed messages.
     pub idle_sleep: Duration,
+    /// Caps the delay of handed-back messages (the demo compresses time); `None` keeps the
+    /// destination's delay.
+    pub max_delay: Option<Duration>,
 }
 
 impl Default for DrainOptions {
@@ -61,6 +64,7 @@ impl Default for DrainOptions {
             visibility: Duration::from_secs(120),
             max_wait: Duration::from_secs(60),
             idle_sleep: Duration::from_millis(200),
+            max_delay: None,
         }
     }
 }
@@ -100,7 +104,8 @@ pub async fn drain(queue: &dyn Queue, sinks: &SinkSet, opts: &DrainOptions) -> R
                 MessageVerdict::Retry(delay) => {
                     // Locally a long delay would stall the run: the queue keeps the message and
                     // the next run delivers it; within this run wait at most `max_wait`.
-                    queue.nack(&d.receipt, *delay).await?
+                    let delay = opts.max_delay.map_or(*delay, |m| (*delay).min(m));
+                    queue.nack(&d.receipt, delay).await?
                 }
             }
         }

@@ -8,7 +8,7 @@
 //! as `unchanged`). On FIFO streams, once a message is handed back, the later messages of its
 //! stream in the same pass are handed back too.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -194,6 +194,7 @@ impl FlowPass<'_> {
             rt.state.get_many(&keys).await?.into_iter().collect();
 
         let mut to_write: Vec<(usize, PendingWrite)> = Vec::new();
+        let mut skipped_msgs: HashSet<usize> = HashSet::new();
         for (idx, it) in items.iter().enumerate() {
             let k = StateKey::new(flow.clone(), it.event.entity, it.event.key.id());
             let superseded = newest.get(&k) != Some(&idx);
@@ -205,6 +206,7 @@ impl FlowPass<'_> {
                 == Some(it.event.content_hash.as_str());
             if superseded || applied_newer {
                 report.unchanged += 1;
+                skipped_msgs.insert(it.msg);
                 audit.push(entry(
                     &it.event,
                     destination,
@@ -223,6 +225,7 @@ impl FlowPass<'_> {
                     .mark_applied(&applied_mark(&k, &it.event, ids.clone(), self.now))
                     .await?;
                 report.unchanged += 1;
+                skipped_msgs.insert(it.msg);
                 audit.push(entry(
                     &it.event,
                     destination,
@@ -264,6 +267,8 @@ impl FlowPass<'_> {
         };
 
         let mut dead: BTreeMap<usize, Vec<ChangeEvent>> = BTreeMap::new();
+        // Messages in which at least one record reached a final outcome in this pass.
+        let mut progress: HashSet<usize> = skipped_msgs;
         for ((idx, w), outcome) in to_write.into_iter().zip(outcomes) {
             let it = &items[idx];
             let k = StateKey::new(flow.clone(), w.event.entity, w.event.key.id());
@@ -272,6 +277,7 @@ impl FlowPass<'_> {
                     created,
                     destination_ids,
                 } => {
+                    progress.insert(it.msg);
                     let mut ids = w
                         .prior
                         .as_ref()
@@ -302,6 +308,7 @@ impl FlowPass<'_> {
                     ));
                 }
                 RecordOutcome::Unchanged { destination_ids } => {
+                    progress.insert(it.msg);
                     let mut ids = w
                         .prior
                         .as_ref()
@@ -323,6 +330,7 @@ impl FlowPass<'_> {
                     ));
                 }
                 RecordOutcome::Permanent(failure) => {
+                    progress.insert(it.msg);
                     report.dead_lettered += 1;
                     warn!(flow = %flow, entity = %w.event.entity, key = %w.event.key, reason = %failure.message, "dead-lettered");
                     audit.push(entry(
@@ -340,7 +348,9 @@ impl FlowPass<'_> {
                     dead.entry(items[idx].msg).or_default().push(ev);
                 }
                 RecordOutcome::Retry { after, failure } => {
-                    if it.attempt >= rt.settings.max_attempts {
+                    let deferred = failure.kind == mlc_core::FailureKind::Deferred;
+                    if !deferred && it.attempt >= rt.settings.max_attempts {
+                        progress.insert(it.msg);
                         report.dead_lettered += 1;
                         let failure = Failure {
                             kind: mlc_core::FailureKind::Permanent,
@@ -375,16 +385,29 @@ impl FlowPass<'_> {
                             Default::default(),
                             chain_of(&failure),
                         ));
-                        let delay = jitter(after.unwrap_or_else(|| backoff(it.attempt)));
+                        let delay = jitter(after.unwrap_or_else(|| {
+                            if deferred {
+                                DEFAULT_RETRY
+                            } else {
+                                backoff(it.attempt)
+                            }
+                        }));
                         set_retry(msg_retry, it.msg, delay);
-                        msg_resend[it.msg].push(w.event.clone());
+                        // A deferral is not an attempt: a backfill may wait many budget windows.
+                        let mut ev = w.event.clone();
+                        ev.attempt = if deferred {
+                            it.attempt.saturating_sub(1)
+                        } else {
+                            it.attempt
+                        };
+                        msg_resend[it.msg].push(ev);
                     }
                 }
             }
         }
 
         // Dead letters must be stored before their messages are acked.
-        let mut dead_by_msg: HashMap<usize, ()> = HashMap::new();
+        let mut dead_letter_failed: HashSet<usize> = HashSet::new();
         for (msg, events) in dead {
             let stream = items
                 .iter()
@@ -400,20 +423,17 @@ impl FlowPass<'_> {
             if let Err(e) = rt.queue.dead_letter(&b).await {
                 warn!(flow = %flow, error = %e, "dead-lettering failed: handing the message back");
                 set_retry(msg_retry, msg, DEFAULT_RETRY);
-            } else {
-                dead_by_msg.insert(msg, ());
+                dead_letter_failed.insert(msg);
             }
         }
-        // A message handed back whole re-processes everything in it; only when some of its
-        // records were dead-lettered do we re-send just the retryable ones instead.
+        // A message in which some records reached a final outcome re-sends only the ones still
+        // to do (so nothing is written or dead-lettered twice, and its receive count starts
+        // over); a message where nothing moved is handed back whole with the delay.
         for (msg, resend) in msg_resend.iter_mut().enumerate() {
-            if resend.is_empty() {
+            if resend.is_empty() || !items.iter().any(|i| i.msg == msg) {
                 continue;
             }
-            if dead_by_msg.contains_key(&msg) {
-                for e in resend.iter_mut() {
-                    e.attempt += 1;
-                }
+            if progress.contains(&msg) && !dead_letter_failed.contains(&msg) {
                 msg_retry[msg] = None;
             } else {
                 resend.clear();

@@ -727,7 +727,7 @@ impl MondaySink {
 
         while !pending.is_empty() {
             if let Some(w) = self.limiter.complexity_wait(MUTATION_COMPLEXITY) {
-                let f = Failure::retryable(format!(
+                let f = Failure::deferred(format!(
                     "flow {flow}, board {board}: complexity budget low, waiting for its reset"
                 ));
                 retry_rest(&mut pending, out, Some(retry::with_jitter(w)), &f);
@@ -741,7 +741,7 @@ impl MondaySink {
             let granted = match self.limiter.take_mutations(board, want).await {
                 Ok(Grant::Granted(n)) => n as usize,
                 Ok(Grant::Wait(d)) => {
-                    let f = Failure::retryable(format!(
+                    let f = Failure::deferred(format!(
                         "flow {flow}, board {board}: mutation budget of {} per window spent",
                         self.conn.mutations_per_board_per_minute
                     ));
@@ -860,7 +860,7 @@ impl MondaySink {
                     for (p, _) in ops.into_iter().rev() {
                         pending.push_front(p);
                     }
-                    let f = Failure::retryable(format!(
+                    let f = Failure::deferred(format!(
                         "flow {flow}, board {board}: request budget spent"
                     ));
                     retry_rest(&mut pending, out, Some(d), &f);
@@ -1074,7 +1074,7 @@ impl MondaySink {
             return Err(Stop::Daily(m));
         }
         if let Some(d) = throttle_delay {
-            let f = Failure::retryable(format!(
+            let f = Failure::deferred(format!(
                 "flow {flow}, board {board}: throttled by monday, handing back"
             ));
             let after = Some(retry::with_jitter(d));
