@@ -73,6 +73,9 @@ pub struct App {
     pub http: reqwest::Client,
     /// Monday.com budget window override (the demo scales "a minute" to seconds).
     pub monday_window: Option<Duration>,
+    /// How long a poll's lease lasts without renewal (polls renew it every page): a crashed
+    /// process blocks its flows for at most this long.
+    pub lease_ttl: Duration,
 }
 
 /// Destinations, in the order they are drained.
@@ -135,6 +138,7 @@ impl App {
             clock,
             http: http_client(Duration::from_secs(60))?,
             monday_window: None,
+            lease_ttl: Duration::from_secs(60),
         })
     }
 
@@ -173,7 +177,7 @@ impl App {
             audit: store as Arc<dyn AuditLog>,
             queue,
             clock: self.clock.clone(),
-            lease_ttl: Duration::from_secs(600),
+            lease_ttl: self.lease_ttl,
             flow,
         }
     }

@@ -149,6 +149,7 @@ pub async fn run(args: DemoArgs, clock: Arc<dyn Clock>, json: bool) -> Result<u8
         Arc::new(world::secrets()),
     )?;
     app.monday_window = Some(window);
+    app.lease_ttl = Duration::from_secs(5);
 
     world.set_faults(args.faults, args.seed);
     let mut must = MustExist::default();
@@ -188,6 +189,8 @@ async fn converge(app: &App, args: &DemoArgs, json: bool, label: &str) -> Result
     let opts = DrainOptions {
         max_wait: Duration::from_secs(120),
         max_delay: Some(Duration::from_millis(500)),
+        // A killed run's in-flight messages come back quickly.
+        visibility: Duration::from_secs(10),
         ..DrainOptions::default()
     };
     let pb = progress(json, label);
@@ -200,6 +203,10 @@ async fn converge(app: &App, args: &DemoArgs, json: bool, label: &str) -> Result
             pb.set_message(format!("{label}: round {rounds}, {queued} changes queued"));
         }
         let left: u64 = s.deliveries.values().map(|d| d.left_queued).sum();
+        if s.polls.iter().any(|p| p.skipped) {
+            // A killed run's lease lapses within the lease TTL.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         if s.failed_flows.is_empty() && left == 0 && s.polls.iter().all(|p| !p.skipped) {
             // One more poll must find nothing new: the watermarks and hashes agree with SYSPRO.
             let again = sync_pass(app, None, false, &opts).await?;

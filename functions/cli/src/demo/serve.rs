@@ -139,6 +139,7 @@ pub async fn attach(
         Arc::new(super::world::secrets()),
     )?;
     app.monday_window = Some(Duration::from_millis(file.monday_window_ms));
+    app.lease_ttl = Duration::from_secs(5);
     let mut rounds = converge(&app, &args, json, "sync").await?;
     control(&file.control, "POST /clear-faults").await?;
     let replayed = replay_all(&app).await?;
