@@ -9,7 +9,7 @@ use mlc_core::ports::Queue;
 use mlc_engine::local::{drain, DrainOptions, DrainReport};
 use mlc_engine::{poll_flow_with, replay, PollOptions, PollReport, ReplayFilter};
 use serde::Serialize;
-use tracing::{error, info, warn};
+use tracing::error;
 
 use crate::app::{App, AppError, DESTINATIONS};
 use crate::output::{print_json, print_table};
@@ -29,12 +29,20 @@ pub async fn run(cli: Cli) -> u8 {
             once,
             flow,
             dry_run,
+            listen,
+            coalesce_secs,
         } => match open(&cfg) {
             Ok(app) => {
                 if once || dry_run {
                     sync_once(&app, flow.as_deref(), dry_run, json).await
                 } else {
-                    sync_forever(&app, flow.as_deref()).await
+                    crate::daemon::run(
+                        app,
+                        flow.as_deref(),
+                        listen,
+                        Duration::from_secs(coalesce_secs),
+                    )
+                    .await
                 }
             }
             Err(e) => Err(e),
@@ -228,54 +236,6 @@ async fn sync_once(
     } else {
         0
     })
-}
-
-async fn sync_forever(app: &App, only: Option<&str>) -> Result<u8, AppError> {
-    let flows = app.flows(only)?;
-    let mut next: BTreeMap<String, tokio::time::Instant> = flows
-        .iter()
-        .map(|f| (f.id.clone(), tokio::time::Instant::now()))
-        .collect();
-    let mut shutdown = Box::pin(shutdown_signal());
-    info!("running flows on their schedules; Ctrl-C or SIGTERM stops after the batch in flight");
-    loop {
-        let now = tokio::time::Instant::now();
-        for f in &flows {
-            if next[&f.id] <= now {
-                let every =
-                    mlc_config::schedule_duration(&f.schedule).unwrap_or(Duration::from_secs(900));
-                next.insert(f.id.clone(), now + every);
-                match sync_pass(
-                    app,
-                    Some(&f.id),
-                    false,
-                    &DrainOptions {
-                        max_wait: Duration::from_secs(5),
-                        ..Default::default()
-                    },
-                )
-                .await
-                {
-                    Ok(s) => {
-                        info!(flow = %f.id, queued = s.polls.iter().map(|p| p.queued()).sum::<usize>(), "flow synced")
-                    }
-                    Err(e) => warn!(flow = %f.id, error = %e, "flow sync failed"),
-                }
-            }
-        }
-        let wake = next
-            .values()
-            .min()
-            .copied()
-            .unwrap_or(now + Duration::from_secs(60));
-        tokio::select! {
-            _ = tokio::time::sleep_until(wake) => {}
-            _ = &mut shutdown => {
-                info!("shutting down");
-                return Ok(0);
-            }
-        }
-    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -11,6 +11,7 @@
 
 mod app;
 mod commands;
+mod daemon;
 mod demo;
 mod output;
 
@@ -64,6 +65,13 @@ pub enum Command {
         /// Read SYSPRO and report what would change; write nothing anywhere.
         #[arg(long)]
         dry_run: bool,
+        /// Serve `POST /flows/{flow}/sync` (signed), `GET /healthz` and `GET /flows` here
+        /// (long-running mode only), e.g. `127.0.0.1:8787`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Triggers within this many seconds after a poll started join it.
+        #[arg(long, default_value_t = 30)]
+        coalesce_secs: u64,
     },
     /// Check every credential and endpoint; writes no data.
     Ping {
