@@ -377,6 +377,18 @@ impl Queue for SqsQueue {
             .map_err(|e| port_error("SQS.DeleteMessage (dead letter)", e))
     }
 
+    async fn nack_dead(&self, receipt: &str, delay: Duration) -> PortResult<()> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.urls.dead)
+            .receipt_handle(receipt)
+            .visibility_timeout(ceil_secs(delay).min(MAX_VISIBILITY_SECS) as i32)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| port_error("SQS.ChangeMessageVisibility (dead letter)", e))
+    }
+
     async fn depth(&self) -> PortResult<QueueDepth> {
         use QueueAttributeName as A;
         let queued = self

@@ -252,6 +252,10 @@ pub trait Queue: Send + Sync {
     /// Deletes a received dead-letter message.
     async fn ack_dead(&self, receipt: &str) -> PortResult<()>;
 
+    /// Leaves a received dead-letter message in place, visible again after `delay` (a dry-run
+    /// replay looks without moving).
+    async fn nack_dead(&self, receipt: &str, delay: Duration) -> PortResult<()>;
+
     /// Depth of the queue and its dead-letter queue (approximate on SQS).
     async fn depth(&self) -> PortResult<QueueDepth>;
 }

@@ -462,6 +462,11 @@ impl Queue for SqliteQueue {
         self.settle("ack_dead", Lane::Dead, receipt, None).await
     }
 
+    async fn nack_dead(&self, receipt: &str, delay: Duration) -> PortResult<()> {
+        self.settle("nack_dead", Lane::Dead, receipt, Some(delay))
+            .await
+    }
+
     async fn depth(&self) -> PortResult<QueueDepth> {
         let queue = self.name.clone();
         self.db

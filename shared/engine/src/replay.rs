@@ -98,12 +98,9 @@ pub async fn replay(
         ..Default::default()
     };
     let mut seen: HashSet<String> = HashSet::new();
-    // A dry run hides what it looked at for a short while only.
-    let visibility = if filter.dry_run {
-        Duration::from_secs(1)
-    } else {
-        Duration::from_secs(30)
-    };
+    let mut looked_at: Vec<String> = Vec::new();
+    // Hidden while this scan runs; what is left in place is handed back at the end.
+    let visibility = Duration::from_secs(60);
     'outer: loop {
         let got = queue.receive_dead(10, visibility).await?;
         if got.is_empty() {
@@ -133,7 +130,8 @@ pub async fn replay(
                 for e in &hit {
                     report.records.push(replayed(e));
                 }
-                // Leave the message where it is: its visibility timeout brings it back.
+                // Leave the message where it is, visible again once this scan is done.
+                looked_at.push(d.receipt.clone());
                 if report.moved >= limit {
                     break 'outer;
                 }
@@ -181,6 +179,9 @@ pub async fn replay(
         if !any_new {
             break;
         }
+    }
+    for receipt in looked_at {
+        queue.nack_dead(&receipt, Duration::ZERO).await?;
     }
     Ok(report)
 }

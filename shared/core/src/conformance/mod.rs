@@ -82,6 +82,7 @@ macro_rules! queue_conformance {
                 duplicate_send_is_stored_once,
                 redrive_after_max_receives,
                 dead_letter_and_read_back,
+                dead_letter_nack_makes_it_visible,
                 depth_counts,
                 large_batch_roundtrip,
             ]

@@ -272,3 +272,19 @@ pub async fn large_batch_roundtrip(q: &dyn Queue) {
     assert_eq!(got[0].batch, b);
     q.ack(&got[0].receipt).await.expect("ack");
 }
+
+/// A dead letter handed back (a dry-run replay) is visible again at once and keeps its content.
+pub async fn dead_letter_nack_makes_it_visible(q: &dyn Queue) {
+    let flow = flow_id("dlqnack");
+    let b = batch(&flow, &flow, &["LOOKED-AT"], 1);
+    q.dead_letter(&b).await.expect("dead letter");
+    let first = receive_dead_flow(q, &flow).await;
+    assert_eq!(first.len(), 1);
+    q.nack_dead(&first[0].receipt, Duration::ZERO)
+        .await
+        .expect("nack dead");
+    let again = receive_dead_flow(q, &flow).await;
+    assert_eq!(again.len(), 1, "visible again right after the hand-back");
+    assert_eq!(again[0].batch.events, b.events);
+    q.ack_dead(&again[0].receipt).await.expect("ack dead");
+}
