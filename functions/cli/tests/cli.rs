@@ -111,7 +111,7 @@ async fn ping_sync_status_audit_replay() {
     assert_eq!(code, 3, "{out}{err}");
     let v: Value = serde_json::from_str(&out).expect("sync json");
     assert_eq!(v["deliveries"]["salesforce"]["dead_lettered"], 1, "{v}");
-    assert!(sf.accounts().len() > 0);
+    assert!(!sf.accounts().is_empty());
 
     // status shows the dead letter and the watermarks.
     let (code, out, _) = run(&cfg, &["--json", "status"], "pw");
