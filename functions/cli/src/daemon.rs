@@ -38,6 +38,8 @@ struct Daemon {
     last_run: Mutex<BTreeMap<String, DateTime<Utc>>>,
     /// Triggers within this long after a poll started join it.
     coalesce: Duration,
+    /// Flows whose sync pass (poll, then delivery) is in progress.
+    busy: Mutex<BTreeSet<String>>,
 }
 
 /// Runs the daemon until a shutdown signal.
@@ -58,6 +60,7 @@ pub async fn run(
         next_run: Mutex::new(BTreeMap::new()),
         last_run: Mutex::new(BTreeMap::new()),
         coalesce,
+        busy: Mutex::new(BTreeSet::new()),
     });
 
     let mut shutdown = Box::pin(shutdown_signal());
@@ -206,7 +209,8 @@ async fn flows_status(State(d): State<Arc<Daemon>>) -> Response {
             lag_seconds: info.last_finished_at.map(|t| (now - t).num_seconds()),
             queued: depth.queued + depth.in_flight,
             dead_lettered: depth.dead,
-            running: info.running.is_some_and(|l| l.expires_at > now),
+            running: info.running.is_some_and(|l| l.expires_at > now)
+                || d.busy.lock().map(|b| b.contains(f)).unwrap_or(false),
         });
     }
     Json(out).into_response()

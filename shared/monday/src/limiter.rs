@@ -158,7 +158,13 @@ impl Limiter {
 
     /// Records `complexity { after reset_in_x_seconds }` from a response.
     pub fn note_complexity(&self, after: u64, reset_in_seconds: u64) {
-        let reset_at = self.clock.now() + chrono::Duration::seconds(reset_in_seconds as i64);
+        // The server's number is untrusted: `Duration::seconds` and `+` panic out of range
+        // (found by fuzz target monday_responses), so an unrepresentable reset is "never".
+        let reset_at = i64::try_from(reset_in_seconds)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .and_then(|d| self.clock.now().checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         if let Ok(mut c) = self.complexity.lock() {
             *c = Some(ComplexitySeen { after, reset_at });
         }

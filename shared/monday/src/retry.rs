@@ -245,7 +245,9 @@ pub fn server_delay(e: Option<&GqlError>, meta: &ResponseMeta) -> Option<Duratio
 /// not come back in step.
 pub fn with_jitter(d: Duration) -> Duration {
     let span = (d / 10).clamp(Duration::from_millis(100), Duration::from_secs(5));
-    d + span.mul_f64(rand::rng().random_range(0.0..1.0))
+    // Saturating: the server's delay is untrusted, and `+` panics past `Duration::MAX` (found by
+    // fuzz target monday_responses; callers cap the delay afterwards).
+    d.saturating_add(span.mul_f64(rand::rng().random_range(0.0..1.0)))
 }
 
 /// Exponential backoff with full jitter: random in `[0, min(cap, base·2^attempt)]`.

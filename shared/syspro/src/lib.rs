@@ -38,6 +38,7 @@
 //! - [`comfnd`]: COMFND `XmlIn` and output parsing (Windows-1252)
 //! - [`value`]: row normalisation
 //! - [`redact`]: query-string redaction
+//! - `fuzzing` (hidden): the private parsing steps, for `fuzz/` and the corpus replay tests
 
 pub mod comfnd;
 pub mod error;
@@ -444,20 +445,7 @@ impl SysproSource {
                 }
             })
             .await?;
-        let rows: Vec<Record> = page
-            .value
-            .into_iter()
-            .map(|row| {
-                row.into_iter()
-                    .filter(|(k, _)| !k.starts_with('@'))
-                    .map(|(k, v)| {
-                        let kind = kind_of(&k);
-                        let v = value::odata_value(&k, kind, v);
-                        (k, v)
-                    })
-                    .collect()
-            })
-            .collect();
+        let rows = odata_rows(page.value, &kind_of);
         let window = window + rows.len() as u64;
         let last_key = match rows.last() {
             Some(r) => key_values(r, &keys)?,
@@ -742,7 +730,8 @@ fn odata_error_message(body: &[u8]) -> String {
 /// `<string>` element. `ERROR:` bodies and anything that is not a token are refused.
 pub fn parse_token(body: &str) -> std::result::Result<String, String> {
     let t = body.trim();
-    if t.len() >= 5 && t[..5].eq_ignore_ascii_case("ERROR") {
+    // `get`, not `[..5]`: byte 5 may fall inside a character (found by fuzz target enet_token).
+    if t.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("ERROR")) {
         return Err(t.to_string());
     }
     let t = if t.starts_with('"') {
@@ -770,7 +759,7 @@ fn classify_enet(body: String) -> std::result::Result<EnetAnswer, SourceError> {
     if t.to_ascii_lowercase().contains("userid is invalid") && !t.starts_with('<') {
         return Ok(EnetAnswer::SessionInvalid);
     }
-    if t.len() >= 6 && t[..6].eq_ignore_ascii_case("ERROR:") {
+    if t.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("ERROR:")) {
         return Err(SourceError::Rejected(format!(
             "SYSPRO e.net: {}",
             redact::redact_text(t.trim_end())
@@ -788,6 +777,53 @@ struct ODataPage {
     value: Vec<serde_json::Map<String, Value>>,
     #[serde(rename = "@odata.nextLink", default)]
     next_link: Option<String>,
+}
+
+/// An OData page's rows, normalised: `@odata.*` annotations dropped, values by their kind.
+fn odata_rows(
+    value: Vec<serde_json::Map<String, Value>>,
+    kind_of: &dyn Fn(&str) -> Option<metadata::PropKind>,
+) -> Vec<Record> {
+    value
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .filter(|(k, _)| !k.starts_with('@'))
+                .map(|(k, v)| {
+                    let kind = kind_of(&k);
+                    let v = value::odata_value(&k, kind, v);
+                    (k, v)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Entry points for the fuzz targets (`fuzz/`) and the corpus replay tests: the private
+/// parsing steps of the read paths, exactly as `read_page` runs them. Not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// An OData page body → its normalised rows and `@odata.nextLink`, as `read_odata` reads
+    /// it (`Err` is what `read_odata` retries as "truncated or invalid OData body").
+    pub fn odata_page(
+        body: &[u8],
+        set: Option<&metadata::EntitySetMeta>,
+    ) -> std::result::Result<(Vec<Record>, Option<String>), String> {
+        let page = serde_json::from_slice::<ODataPage>(body).map_err(|e| e.to_string())?;
+        let kind_of = |f: &str| set.and_then(|s| s.props.get(f).copied());
+        Ok((odata_rows(page.value, &kind_of), page.next_link))
+    }
+
+    /// An HTTP-200 e.net answer classified: `Ok(None)` when the session is invalid,
+    /// `Ok(Some(body))` for a usable body, `Err` for an error answer.
+    pub fn classify_enet(body: String) -> std::result::Result<Option<String>, SourceError> {
+        match super::classify_enet(body)? {
+            EnetAnswer::Body(b) => Ok(Some(b)),
+            EnetAnswer::SessionInvalid => Ok(None),
+        }
+    }
 }
 
 #[async_trait]
