@@ -269,6 +269,10 @@ impl FlowPass<'_> {
         let mut dead: BTreeMap<usize, Vec<ChangeEvent>> = BTreeMap::new();
         // Messages in which at least one record reached a final outcome in this pass.
         let mut progress: HashSet<usize> = skipped_msgs;
+        // Messages holding a retry that counts as an attempt (a transient failure, not a
+        // deferral), and messages that had records dead-lettered in this pass.
+        let mut counted_retry: HashSet<usize> = HashSet::new();
+        let mut had_dead: HashSet<usize> = HashSet::new();
         for ((idx, w), outcome) in to_write.into_iter().zip(outcomes) {
             let it = &items[idx];
             let k = StateKey::new(flow.clone(), w.event.entity, w.event.key.id());
@@ -345,6 +349,7 @@ impl FlowPass<'_> {
                     let mut ev = w.event.clone();
                     ev.attempt = it.attempt;
                     ev.failure = Some(failure);
+                    had_dead.insert(items[idx].msg);
                     dead.entry(items[idx].msg).or_default().push(ev);
                 }
                 RecordOutcome::Retry { after, failure } => {
@@ -373,6 +378,7 @@ impl FlowPass<'_> {
                         let mut ev = w.event.clone();
                         ev.attempt = it.attempt;
                         ev.failure = Some(failure);
+                        had_dead.insert(items[idx].msg);
                         dead.entry(items[idx].msg).or_default().push(ev);
                     } else {
                         report.retried += 1;
@@ -401,6 +407,9 @@ impl FlowPass<'_> {
                             it.attempt
                         };
                         msg_resend[it.msg].push(ev);
+                        if !deferred {
+                            counted_retry.insert(it.msg);
+                        }
                     }
                 }
             }
@@ -426,14 +435,22 @@ impl FlowPass<'_> {
                 dead_letter_failed.insert(msg);
             }
         }
-        // A message in which some records reached a final outcome re-sends only the ones still
-        // to do (so nothing is written or dead-lettered twice, and its receive count starts
-        // over); a message where nothing moved is handed back whole with the delay.
+        // Which messages re-send only their unfinished records (as a new message, acking the
+        // original) instead of being handed back whole with the delay:
+        // - a message with dead-lettered records always (handing it back would dead-letter them
+        //   twice);
+        // - a message that made progress and waits only on deferrals (budgets): its receive
+        //   count starts over, so a long backfill never reaches the redrive limit.
+        // A message with transient failures is handed back whole, so the destination's delay is
+        // honoured (FIFO queues have no per-message delay for a re-sent message); what it had
+        // applied comes back as `unchanged`.
         for (msg, resend) in msg_resend.iter_mut().enumerate() {
             if resend.is_empty() || !items.iter().any(|i| i.msg == msg) {
                 continue;
             }
-            if progress.contains(&msg) && !dead_letter_failed.contains(&msg) {
+            let resend_it = had_dead.contains(&msg)
+                || (progress.contains(&msg) && !counted_retry.contains(&msg));
+            if resend_it && !dead_letter_failed.contains(&msg) {
                 msg_retry[msg] = None;
             } else {
                 resend.clear();

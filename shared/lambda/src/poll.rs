@@ -1,0 +1,92 @@
+//! The poll function: one poll of one flow per scheduled invocation.
+//!
+//! The EventBridge rule's `Input` replaces the event, so the payload is `{"flow": "acme-sf"}`;
+//! a scheduled event whose `detail` carries the flow (a rule without `Input`, or EventBridge
+//! Scheduler with a templated detail) is accepted too. Polls of one flow never overlap: a second
+//! invocation while the lease is held returns at once with `skipped: true`.
+
+use mlc_engine::{poll_flow, PollReport};
+use serde_json::Value;
+use tracing::info;
+
+use crate::context::LambdaContext;
+use crate::error::{Error, Result};
+
+/// The flow named by a poll event: `{"flow": "…"}`, or an EventBridge event with
+/// `detail.flow`.
+pub fn flow_of_event(event: &Value) -> Result<String> {
+    let named = |v: &Value| {
+        v.get("flow")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    if let Some(f) = named(event) {
+        return Ok(f);
+    }
+    if let Some(f) = event.get("detail").and_then(named) {
+        return Ok(f);
+    }
+    Err(Error::Event(
+        "a poll event is {\"flow\": \"<flow id>\"} (the schedule's input) or an EventBridge event whose detail has \"flow\"".into(),
+    ))
+}
+
+/// Polls `flow_id` once. `request_id` (the Lambda request id) names the poller in the lease.
+pub async fn poll_handler(
+    ctx: &LambdaContext,
+    flow_id: &str,
+    request_id: &str,
+) -> Result<PollReport> {
+    let flow = ctx.flow(flow_id)?;
+    let source = ctx.source(&flow)?;
+    let rt = ctx.runtime(flow.clone());
+    let owner = if request_id.is_empty() {
+        "lambda"
+    } else {
+        request_id
+    };
+    let result = poll_flow(&rt, source.as_ref(), owner).await;
+    // A frozen container cannot keep an e.net session alive, and SYSPRO allows one per operator:
+    // end it now; the next poll logs on again.
+    source.close().await;
+    let report = result?;
+    info!(
+        flow = %flow.id,
+        poll_id = %report.poll_id,
+        skipped = report.skipped,
+        read = report.read(),
+        queued = report.queued(),
+        "poll finished"
+    );
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn accepts_the_rule_input_and_an_eventbridge_event() {
+        assert_eq!(
+            flow_of_event(&json!({"flow": "acme-sf"})).unwrap(),
+            "acme-sf"
+        );
+        let scheduled = json!({
+            "version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "1", "time": "2026-11-24T08:00:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:1:rule/p"], "detail": {"flow": "globex-mon"}
+        });
+        assert_eq!(flow_of_event(&scheduled).unwrap(), "globex-mon");
+        for bad in [
+            json!({}),
+            json!({"flow": ""}),
+            json!({"detail": {}}),
+            json!("acme"),
+        ] {
+            assert!(matches!(flow_of_event(&bad), Err(Error::Event(_))), "{bad}");
+        }
+    }
+}
