@@ -51,6 +51,13 @@ pub async fn poll_handler(
     // A frozen container cannot keep an e.net session alive, and SYSPRO allows one per operator:
     // end it now; the next poll logs on again.
     source.close().await;
+    // Flow lag, on failed runs too: the alarm fires when polls keep failing or stop arriving.
+    if let Ok(info) = rt.watermarks.run_info(&flow.id).await {
+        let now = ctx.clock().now();
+        if let Some(line) = flow_lag_metric(&flow.id, info.last_finished_at, now) {
+            println!("{line}");
+        }
+    }
     let report = result?;
     info!(
         flow = %flow.id,
@@ -63,10 +70,53 @@ pub async fn poll_handler(
     Ok(report)
 }
 
+/// The `FlowLagSeconds` metric (namespace `MlConnector`, dimension `Flow`) as a CloudWatch
+/// embedded-metric-format line: now minus the end of the last poll that enqueued everything it
+/// read. `None` before the first successful poll (the alarm treats missing data as breaching).
+pub fn flow_lag_metric(
+    flow: &str,
+    last_finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let lag = (now - last_finished_at?).num_seconds().max(0);
+    Some(
+        serde_json::json!({
+            "_aws": {
+                "Timestamp": now.timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": "MlConnector",
+                    "Dimensions": [["Flow"]],
+                    "Metrics": [{"Name": "FlowLagSeconds", "Unit": "Seconds"}]
+                }]
+            },
+            "Flow": flow,
+            "FlowLagSeconds": lag
+        })
+        .to_string(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn flow_lag_is_an_embedded_metric() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-24T10:15:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let line =
+            flow_lag_metric("acme-sf", Some(now - chrono::Duration::minutes(15)), now).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["FlowLagSeconds"], 900);
+        assert_eq!(v["Flow"], "acme-sf");
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "MlConnector"
+        );
+        assert!(flow_lag_metric("acme-sf", None, now).is_none());
+    }
 
     #[test]
     fn accepts_the_rule_input_and_an_eventbridge_event() {
