@@ -276,6 +276,23 @@ impl FlowPass<'_> {
         for ((idx, w), outcome) in to_write.into_iter().zip(outcomes) {
             let it = &items[idx];
             let k = StateKey::new(flow.clone(), w.event.entity, w.event.key.id());
+            // A retry past the attempt limit is a permanent failure (deferrals never count).
+            let outcome = match outcome {
+                RecordOutcome::Retry { failure, .. }
+                    if failure.kind != mlc_core::FailureKind::Deferred
+                        && it.attempt >= rt.settings.max_attempts =>
+                {
+                    RecordOutcome::Permanent(Failure {
+                        kind: mlc_core::FailureKind::Permanent,
+                        message: format!(
+                            "retries exhausted after {} attempts: {}",
+                            it.attempt, failure.message
+                        ),
+                        ..failure
+                    })
+                }
+                other => other,
+            };
             match outcome {
                 RecordOutcome::Applied {
                     created,
@@ -354,62 +371,34 @@ impl FlowPass<'_> {
                 }
                 RecordOutcome::Retry { after, failure } => {
                     let deferred = failure.kind == mlc_core::FailureKind::Deferred;
-                    if !deferred && it.attempt >= rt.settings.max_attempts {
-                        progress.insert(it.msg);
-                        report.dead_lettered += 1;
-                        let failure = Failure {
-                            kind: mlc_core::FailureKind::Permanent,
-                            message: format!(
-                                "retries exhausted after {} attempts: {}",
-                                it.attempt, failure.message
-                            ),
-                            ..failure
-                        };
-                        warn!(flow = %flow, key = %w.event.key, reason = %failure.message, "dead-lettered");
-                        audit.push(entry(
-                            &w.event,
-                            destination,
-                            SyncOutcome::FailedPermanent,
-                            it.attempt,
-                            self.now,
-                            Default::default(),
-                            chain_of(&failure),
-                        ));
-                        let mut ev = w.event.clone();
-                        ev.attempt = it.attempt;
-                        ev.failure = Some(failure);
-                        had_dead.insert(items[idx].msg);
-                        dead.entry(items[idx].msg).or_default().push(ev);
-                    } else {
-                        report.retried += 1;
-                        audit.push(entry(
-                            &w.event,
-                            destination,
-                            SyncOutcome::FailedRetryable,
-                            it.attempt,
-                            self.now,
-                            Default::default(),
-                            chain_of(&failure),
-                        ));
-                        let delay = jitter(after.unwrap_or_else(|| {
-                            if deferred {
-                                DEFAULT_RETRY
-                            } else {
-                                backoff(it.attempt)
-                            }
-                        }));
-                        set_retry(msg_retry, it.msg, delay);
-                        // A deferral is not an attempt: a backfill may wait many budget windows.
-                        let mut ev = w.event.clone();
-                        ev.attempt = if deferred {
-                            it.attempt.saturating_sub(1)
+                    report.retried += 1;
+                    audit.push(entry(
+                        &w.event,
+                        destination,
+                        SyncOutcome::FailedRetryable,
+                        it.attempt,
+                        self.now,
+                        Default::default(),
+                        chain_of(&failure),
+                    ));
+                    let delay = jitter(after.unwrap_or_else(|| {
+                        if deferred {
+                            DEFAULT_RETRY
                         } else {
-                            it.attempt
-                        };
-                        msg_resend[it.msg].push(ev);
-                        if !deferred {
-                            counted_retry.insert(it.msg);
+                            backoff(it.attempt)
                         }
+                    }));
+                    set_retry(msg_retry, it.msg, delay);
+                    // A deferral is not an attempt: a backfill may wait many budget windows.
+                    let mut ev = w.event.clone();
+                    ev.attempt = if deferred {
+                        it.attempt.saturating_sub(1)
+                    } else {
+                        it.attempt
+                    };
+                    msg_resend[it.msg].push(ev);
+                    if !deferred {
+                        counted_retry.insert(it.msg);
                     }
                 }
             }
