@@ -564,3 +564,31 @@ fn table_name(t: &str) -> &'static str {
         _ => "PorMasterHdr",
     }
 }
+
+/// A one-flow (`acme-sf`) flows file a function validates at cold start without contacting any
+/// endpoint; `flow_keys` are extra top-level keys of the flow (TOML lines, e.g. `trigger_secret`).
+pub fn offline_flows(flow_keys: &str) -> String {
+    format!(
+        r#"
+[[flows]]
+id = "{SF_FLOW}"
+{flow_keys}
+[flows.syspro]
+base_url = "http://127.0.0.1:9"
+company = "ACME"
+operator = "MLC"
+password = "secretsmanager:acme/syspro#password"
+[[flows.entities]]
+entity = "ArInvoice"
+change_detection = "open-items"
+[flows.entities.mapping]
+Amount = {{ from = "CurrencyValue", type = "number" }}
+[flows.destination]
+kind = "salesforce"
+my_domain_url = "http://127.0.0.1:9"
+client_id = "secretsmanager:acme/sf#client_id"
+client_secret = "secretsmanager:acme/sf#client_secret"
+stage_map = {{ open = "Proposal/Price Quote", overdue = "Negotiation/Review", paid = "Closed Won" }}
+"#
+    )
+}

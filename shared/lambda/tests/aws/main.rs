@@ -9,9 +9,15 @@
 //! - `fifo`: FIFO group hand-back and retry delays set on the queue.
 //! - `cargo_lambda`: the `replay` binary under `cargo lambda watch`, invoked by
 //!   `cargo lambda invoke`.
+//! - `trigger`: the `trigger` binary the same way, with function-URL events: signature (secret
+//!   from Secrets Manager), replay refusal, coalescing, and the asynchronous Invoke of the poll
+//!   function on moto's Lambda.
+//! - `watch` (helpers): building a function's binary, `cargo lambda watch`/`invoke`.
 
 mod batching;
 mod cargo_lambda;
 mod common;
 mod e2e;
 mod fifo;
+mod trigger;
+mod watch;
