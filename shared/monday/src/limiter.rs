@@ -63,6 +63,9 @@ pub struct Limiter {
     clock: Arc<dyn Clock>,
     cfg: LimiterConfig,
     complexity: Mutex<Option<ComplexitySeen>>,
+    /// Recent request round trips (a decaying maximum, ms): a write must reach the server in
+    /// the window its budget was taken from, so the tail guard grows with observed latency.
+    latency_ms: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -81,7 +84,17 @@ impl Limiter {
             clock,
             cfg,
             complexity: Mutex::new(None),
+            latency_ms: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// Records one request's round trip.
+    pub fn note_latency(&self, d: Duration) {
+        use std::sync::atomic::Ordering;
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let old = self.latency_ms.load(Ordering::Relaxed);
+        // Decays by an eighth per request, jumps up at once.
+        self.latency_ms.store(ms.max(old - old / 8), Ordering::Relaxed);
     }
 
     /// The settings.
@@ -110,7 +123,10 @@ impl Limiter {
 
     fn in_tail(&self, now: DateTime<Utc>) -> bool {
         let into = now.timestamp_millis() - self.window_start(now).timestamp_millis();
-        let guard = self.window_ms() * i64::from(self.cfg.tail_guard_permille) / 1000;
+        let fixed = self.window_ms() * i64::from(self.cfg.tail_guard_permille) / 1000;
+        let latency = 2 * self.latency_ms.load(std::sync::atomic::Ordering::Relaxed);
+        // Never more than half a window, or a slow server would stop all writes.
+        let guard = fixed.max(latency).min(self.window_ms() / 2);
         into >= self.window_ms() - guard
     }
 

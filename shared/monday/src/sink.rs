@@ -880,7 +880,10 @@ impl MondaySink {
             let key = self.idempotency_key(&ops);
             let only_ops: Vec<WriteOp> = ops.iter().map(|(_, o)| o.clone()).collect();
             let req = rb::packed_mutation(&only_ops);
-            let answer = match self.post(&req, Some(&key)).await {
+            let sent_at = std::time::Instant::now();
+            let posted = self.post(&req, Some(&key)).await;
+            self.limiter.note_latency(sent_at.elapsed());
+            let answer = match posted {
                 Ok(a) => a,
                 Err((class, l)) => {
                     for (p, _) in ops.into_iter().rev() {
