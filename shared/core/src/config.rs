@@ -363,7 +363,8 @@ pub struct SalesforceConnection {
     /// Opportunity name template.
     #[serde(default = "default_opp_name")]
     pub opportunity_name: String,
-    /// Batches larger than this go through Bulk API 2.0.
+    /// Sink passes with more records than this go through Bulk API 2.0 (default 5,000: below
+    /// that, Composite costs fewer calls).
     #[serde(default = "default_bulk_threshold")]
     pub bulk_threshold: usize,
     /// Share of the daily API allowance left for the org's other integrations (percent).
@@ -388,7 +389,9 @@ fn default_opp_name() -> String {
     "INV {Invoice} · {Customer.Name}".to_string()
 }
 fn default_bulk_threshold() -> usize {
-    2000
+    // A Bulk API 2.0 job costs about six calls (create, upload, close, status, results) and a
+    // Composite request carries 1,000 records in one: Bulk pays from about 6,000 records a pass.
+    5000
 }
 fn default_reserve() -> u8 {
     20

@@ -44,7 +44,8 @@ impl DrainReport {
 /// Options for a drain.
 #[derive(Debug, Clone)]
 pub struct DrainOptions {
-    /// Messages per receive (10, like a FIFO Lambda event).
+    /// Messages per receive. A FIFO Lambda event carries at most 10; locally a sink pass may
+    /// see more, so a backfill reaches Bulk API sizes (fewer API calls per record).
     pub batch: usize,
     /// Visibility timeout of a received message.
     pub visibility: Duration,
@@ -60,8 +61,9 @@ pub struct DrainOptions {
 impl Default for DrainOptions {
     fn default() -> Self {
         DrainOptions {
-            batch: 10,
-            visibility: Duration::from_secs(120),
+            batch: 100,
+            // Long enough for a Bulk API job over a large pass.
+            visibility: Duration::from_secs(600),
             max_wait: Duration::from_secs(60),
             idle_sleep: Duration::from_millis(200),
             max_delay: None,

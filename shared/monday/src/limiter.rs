@@ -94,7 +94,8 @@ impl Limiter {
         let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let old = self.latency_ms.load(Ordering::Relaxed);
         // Decays by an eighth per request, jumps up at once.
-        self.latency_ms.store(ms.max(old - old / 8), Ordering::Relaxed);
+        self.latency_ms
+            .store(ms.max(old - old / 8), Ordering::Relaxed);
     }
 
     /// The settings.
