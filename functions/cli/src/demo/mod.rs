@@ -102,6 +102,9 @@ pub struct DemoSummary {
     pub today: NaiveDate,
     /// What was checked and what differs.
     pub notes: Vec<String>,
+    /// Records in a destination whose audit history lacks the poll that read them or the write
+    /// that landed them.
+    pub audit_incomplete: usize,
 }
 
 /// Runs the demo.
@@ -171,8 +174,16 @@ pub async fn run(args: DemoArgs, clock: Arc<dyn Clock>, json: bool) -> Result<u8
         rounds += converge(&app, &args, json, "after replay").await?;
     }
     let dead = dead_letters(&app).await?;
-    let v = verify(&world, &config, today, &must);
-    let summary = summarize(v, dead, replayed, rounds, &args, today, started);
+    let mut v = verify(&world, &config, today, &must);
+    let (checked, incomplete) = audit_gaps(&app, &world).await?;
+    if incomplete > 0 {
+        v.examples.push(format!(
+            "audit: {incomplete} of {checked} synced records lack a complete history"
+        ));
+    }
+    let mut summary = summarize(v, dead, replayed, rounds, &args, today, started);
+    summary.audit_incomplete = incomplete;
+    summary.converged &= incomplete == 0;
     print_summary(&summary, json, &dir);
     Ok(if summary.converged { 0 } else { 3 })
 }
@@ -270,6 +281,50 @@ pub fn mutate(world: &World, seed: u64, today: NaiveDate) {
     }
 }
 
+/// Checks that every record a destination holds has a complete audit history: the poll that
+/// queued it and the write that landed it (created or updated), oldest first.
+async fn audit_gaps(app: &App, world: &World) -> Result<(usize, usize), AppError> {
+    use mlc_core::ports::AuditLog;
+    use mlc_core::SyncOutcome;
+    let mut keys: Vec<(&str, String)> = Vec::new();
+    for a in world.salesforce.accounts() {
+        keys.push(("demo-sf", a.text("SYSPRO_Customer__c").unwrap_or_default()));
+    }
+    for o in world.salesforce.opportunities() {
+        keys.push(("demo-sf", o.text("SYSPRO_Invoice__c").unwrap_or_default()));
+    }
+    for board in [world::SUPPLIER_BOARD, world::AP_BOARD, world::PO_BOARD] {
+        for it in world.monday.items(board) {
+            let id = it
+                .values
+                .get("syspro_id")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            keys.push(("demo-monday", id));
+        }
+    }
+    let mut incomplete = 0;
+    for (flow, key) in &keys {
+        let h = app
+            .store
+            .history(Some(flow), key)
+            .await
+            .map_err(|e| AppError::Runtime(e.to_string()))?;
+        let queued = h.iter().position(|e| e.outcome == SyncOutcome::Queued);
+        let landed = h
+            .iter()
+            .rposition(|e| matches!(e.outcome, SyncOutcome::Created | SyncOutcome::Updated));
+        let complete = matches!((queued, landed), (Some(q), Some(l)) if q < l)
+            && h.iter()
+                .all(|e| !e.poll_id.is_empty() && !e.content_hash.is_empty());
+        if !complete {
+            incomplete += 1;
+        }
+    }
+    Ok((keys.len(), incomplete))
+}
+
 /// Replays every dead letter of every destination.
 pub async fn replay_all(app: &App) -> Result<usize, AppError> {
     let mut moved = 0;
@@ -330,6 +385,7 @@ pub fn summarize(
         seed: args.seed,
         today,
         notes: v.examples,
+        audit_incomplete: 0,
     }
 }
 
