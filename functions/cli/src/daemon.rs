@@ -145,6 +145,11 @@ async fn run_flow(daemon: &Daemon, flow: &str, next: &mut BTreeMap<String, tokio
         return;
     };
     let every = mlc_config::schedule_duration(&cfg.schedule).unwrap_or(Duration::from_secs(900));
+    // Busy before anything else is visible in `GET /flows`: a last run with `running: false`
+    // means that run has finished.
+    if let Ok(mut b) = daemon.busy.lock() {
+        b.insert(flow.to_string());
+    }
     next.insert(flow.to_string(), tokio::time::Instant::now() + every);
     if let Ok(mut p) = daemon.pending.lock() {
         p.remove(flow);
@@ -170,6 +175,9 @@ async fn run_flow(daemon: &Daemon, flow: &str, next: &mut BTreeMap<String, tokio
             "flow synced"
         ),
         Err(e) => warn!(flow, error = %e, "flow sync failed"),
+    }
+    if let Ok(mut b) = daemon.busy.lock() {
+        b.remove(flow);
     }
 }
 
