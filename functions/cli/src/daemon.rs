@@ -38,8 +38,9 @@ struct Daemon {
     last_run: Mutex<BTreeMap<String, DateTime<Utc>>>,
     /// Triggers within this long after a poll started join it.
     coalesce: Duration,
-    /// Flows whose sync pass (poll, then delivery) is in progress.
-    busy: Mutex<BTreeSet<String>>,
+    /// Flows whose sync pass (poll, then delivery) is in progress, with the run id triggers
+    /// that arrive meanwhile join.
+    busy: Mutex<BTreeMap<String, String>>,
 }
 
 /// Runs the daemon until a shutdown signal.
@@ -60,7 +61,7 @@ pub async fn run(
         next_run: Mutex::new(BTreeMap::new()),
         last_run: Mutex::new(BTreeMap::new()),
         coalesce,
-        busy: Mutex::new(BTreeSet::new()),
+        busy: Mutex::new(BTreeMap::new()),
     });
 
     let mut shutdown = Box::pin(shutdown_signal());
@@ -147,14 +148,13 @@ async fn run_flow(daemon: &Daemon, flow: &str, next: &mut BTreeMap<String, tokio
     let every = mlc_config::schedule_duration(&cfg.schedule).unwrap_or(Duration::from_secs(900));
     // Busy before anything else is visible in `GET /flows`: a last run with `running: false`
     // means that run has finished.
+    let started = daemon.app.clock.now();
+    let triggered = daemon.pending.lock().ok().and_then(|mut p| p.remove(flow));
+    let run_id = triggered.unwrap_or_else(|| format!("{flow}:scheduled-{}", started.timestamp()));
     if let Ok(mut b) = daemon.busy.lock() {
-        b.insert(flow.to_string());
+        b.insert(flow.to_string(), run_id);
     }
     next.insert(flow.to_string(), tokio::time::Instant::now() + every);
-    if let Ok(mut p) = daemon.pending.lock() {
-        p.remove(flow);
-    }
-    let started = daemon.app.clock.now();
     if let Ok(mut l) = daemon.last_run.lock() {
         l.insert(flow.to_string(), started);
     }
@@ -218,7 +218,7 @@ async fn flows_status(State(d): State<Arc<Daemon>>) -> Response {
             queued: depth.queued + depth.in_flight,
             dead_lettered: depth.dead,
             running: info.running.is_some_and(|l| l.expires_at > now)
-                || d.busy.lock().map(|b| b.contains(f)).unwrap_or(false),
+                || d.busy.lock().map(|b| b.contains_key(f)).unwrap_or(false),
         });
     }
     Json(out).into_response()
@@ -285,8 +285,14 @@ async fn trigger(
         );
         return refuse(e.status(), &e.to_string());
     }
-    // A run already queued by an earlier trigger is joined.
-    if let Some(run_id) = d.pending.lock().ok().and_then(|p| p.get(&flow).cloned()) {
+    // A run queued by an earlier trigger, or a pass in progress, is joined.
+    let joined = d
+        .pending
+        .lock()
+        .ok()
+        .and_then(|p| p.get(&flow).cloned())
+        .or_else(|| d.busy.lock().ok().and_then(|b| b.get(&flow).cloned()));
+    if let Some(run_id) = joined {
         return (
             StatusCode::ACCEPTED,
             Json(json!({ "run_id": run_id, "coalesced": true })),

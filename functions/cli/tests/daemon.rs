@@ -159,6 +159,8 @@ async fn signed_triggers_start_one_poll_and_sigterm_exits_cleanly() {
     };
     let accounts_before = sf.accounts().len();
     assert!(accounts_before > 0);
+    // Past the coalescing window of that scheduled poll.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let now = chrono::Utc::now().timestamp();
     // Refused: wrong secret, stale timestamp, unknown flow.
