@@ -9,6 +9,7 @@
 use std::io::{Read, Write};
 
 use base64::Engine as _;
+use mlc_core::event::EncodedBatch;
 use mlc_core::ChangeBatch;
 
 use crate::error::{Error, Result};
@@ -26,15 +27,21 @@ const MAX_DECOMPRESSED_BYTES: u64 = 64 * 1024 * 1024;
 /// Encodes a batch as an SQS body: JSON when it fits, compressed when that is what makes it
 /// fit, an error naming the size when even that does not.
 pub fn encode_body(batch: &ChangeBatch) -> Result<String> {
-    let json = serde_json::to_string(batch).map_err(|e| Error::Body {
+    let encoded = EncodedBatch::encode(batch).map_err(|e| Error::Body {
         message: "cannot encode change batch".into(),
         source: Some(Box::new(e)),
     })?;
+    encoded_body(&encoded)
+}
+
+/// [`encode_body`] for a batch serialised already.
+pub fn encoded_body(batch: &EncodedBatch) -> Result<String> {
+    let json = &batch.json;
     let json = if json.contains(['\u{FFFE}', '\u{FFFF}']) {
         json.replace('\u{FFFE}', "\\ufffe")
             .replace('\u{FFFF}', "\\uffff")
     } else {
-        json
+        json.clone()
     };
     if json.len() <= SQS_MAX_MESSAGE_BYTES {
         return Ok(json);
@@ -54,7 +61,7 @@ pub fn encode_body(batch: &ChangeBatch) -> Result<String> {
     if body.len() > SQS_MAX_MESSAGE_BYTES {
         return Err(Error::TooLarge {
             stream: batch.stream.clone(),
-            events: batch.events.len(),
+            events: batch.events,
             bytes: body.len(),
             limit: SQS_MAX_MESSAGE_BYTES,
         });

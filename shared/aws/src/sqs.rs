@@ -20,11 +20,12 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::{
     MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
+use mlc_core::event::EncodedBatch;
 use mlc_core::ports::{Delivery, Queue, QueueDepth};
 use mlc_core::{ChangeBatch, PortError, PortResult};
 use sha2::{Digest, Sha256};
 
-use crate::codec::{encode_body, parse_sqs_body, SQS_MAX_MESSAGE_BYTES};
+use crate::codec::{encode_body, encoded_body, parse_sqs_body, SQS_MAX_MESSAGE_BYTES};
 use crate::context::AwsContext;
 use crate::dynamo::backoff;
 use crate::error::{error_code, port_error, sdk_error, Error, Result};
@@ -267,12 +268,12 @@ pub fn message_group_of_lambda_record(record: &aws_lambda_events::sqs::SqsMessag
 
 #[async_trait]
 impl Queue for SqsQueue {
-    async fn send(&self, batches: &[ChangeBatch]) -> PortResult<()> {
+    async fn send_encoded(&self, batches: &[EncodedBatch]) -> PortResult<()> {
         // Encode everything first: a batch that cannot fit fails the call before anything is
         // sent.
         let mut encoded = Vec::with_capacity(batches.len());
         for (i, b) in batches.iter().enumerate() {
-            let body = encode_body(b).map_err(PortError::from)?;
+            let body = encoded_body(b).map_err(PortError::from)?;
             encoded.push((i, b, body));
         }
         // Calls of at most 10 entries and 256 KiB of bodies, in order.
@@ -290,7 +291,7 @@ impl Queue for SqsQueue {
                 .id(format!("m{i}"))
                 .message_body(body)
                 .message_group_id(message_group_id(&b.stream))
-                .message_deduplication_id(b.dedup_id())
+                .message_deduplication_id(&b.dedup_id)
                 .build()
                 .map_err(|e| PortError::permanent("building SendMessageBatch entry", e))?;
             call.push((entry, i));

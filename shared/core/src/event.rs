@@ -148,25 +148,11 @@ impl ChangeBatch {
     /// Deduplication id: a hash of the batch's (entity, key, version, hash) tuples, so that the
     /// same batch sent twice (a poll re-run after a crash) is recognised by the queue.
     pub fn dedup_id(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(self.flow.as_bytes());
-        h.update([0]);
-        h.update(self.stream.as_bytes());
-        if let Some(n) = &self.nonce {
-            h.update([1]);
-            h.update(n.as_bytes());
-        }
+        let mut h = dedup_start(&self.flow, &self.stream, self.nonce.as_deref());
         for e in &self.events {
-            h.update([0]);
-            h.update(e.entity.as_str().as_bytes());
-            h.update([0]);
-            h.update(e.key.id().as_bytes());
-            h.update([0]);
-            h.update(e.version.to_string().as_bytes());
-            h.update([0]);
-            h.update(e.content_hash.as_bytes());
+            dedup_add(&mut h, e.entity, &e.key.id(), e.version, &e.content_hash);
         }
-        hex::encode(&h.finalize()[..16])
+        dedup_finish(h)
     }
 
     /// The serialised size, as the queue will see it.
@@ -187,13 +173,14 @@ pub fn pack_batches(
     max_bytes: usize,
     max_events: usize,
 ) -> Vec<ChangeBatch> {
-    // Envelope overhead: flow, stream and the JSON punctuation around them.
-    let overhead = 64 + flow.len() + stream.len();
+    // The exact envelope: `{"flow":…,"stream":…,"events":[` and `]}` (as `pack_encoded`).
+    let overhead = batch_head(flow, stream).len() + 2;
     let mut out = Vec::new();
     let mut current: Vec<ChangeEvent> = Vec::new();
     let mut size = overhead;
     for e in events {
-        let len = serde_json::to_vec(&e).map(|v| v.len()).unwrap_or(0) + 1;
+        let len =
+            serde_json::to_vec(&e).map(|v| v.len()).unwrap_or(0) + usize::from(!current.is_empty());
         if !current.is_empty() && (size + len > max_bytes || current.len() >= max_events) {
             out.push(ChangeBatch {
                 flow: flow.to_string(),
@@ -202,8 +189,10 @@ pub fn pack_batches(
                 nonce: None,
             });
             size = overhead;
+            size += len - 1;
+        } else {
+            size += len;
         }
-        size += len;
         current.push(e);
     }
     if !current.is_empty() {
@@ -217,10 +206,243 @@ pub fn pack_batches(
     out
 }
 
+/// The dedup hash of a batch: its flow, stream and nonce first …
+fn dedup_start(flow: &str, stream: &str, nonce: Option<&str>) -> Sha256 {
+    let mut h = Sha256::new();
+    h.update(flow.as_bytes());
+    h.update([0]);
+    h.update(stream.as_bytes());
+    if let Some(n) = nonce {
+        h.update([1]);
+        h.update(n.as_bytes());
+    }
+    h
+}
+
+/// … then each event's identity, version and content hash, in order.
+fn dedup_add(h: &mut Sha256, entity: Entity, key_id: &str, version: SourceVersion, hash: &str) {
+    h.update([0]);
+    h.update(entity.as_str().as_bytes());
+    h.update([0]);
+    h.update(key_id.as_bytes());
+    h.update([0]);
+    h.update(version.to_string().as_bytes());
+    h.update([0]);
+    h.update(hash.as_bytes());
+}
+
+fn dedup_finish(h: Sha256) -> String {
+    hex::encode(&h.finalize()[..16])
+}
+
+/// `{"flow":…,"stream":…,"events":[`: how a batch without a nonce starts.
+fn batch_head(flow: &str, stream: &str) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Head<'a> {
+        flow: &'a str,
+        stream: &'a str,
+    }
+    let mut head = serde_json::to_vec(&Head { flow, stream }).unwrap_or_else(|_| b"{}".to_vec());
+    head.pop();
+    head.extend_from_slice(b",\"events\":[");
+    head
+}
+
+/// A change batch serialised once: the JSON body a queue stores, with its dedup id.
+///
+/// The poll builds these straight from [`EncodedEvent`]s ([`pack_encoded`]), so each record is
+/// serialised exactly once on its way to the queue (its hash is taken from the same bytes);
+/// other senders encode a [`ChangeBatch`] with [`EncodedBatch::encode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedBatch {
+    /// The ordering stream (message group).
+    pub stream: String,
+    /// [`ChangeBatch::dedup_id`] of the batch the JSON decodes to.
+    pub dedup_id: String,
+    /// How many events it carries (for error messages).
+    pub events: usize,
+    /// The batch as JSON; decodes to a [`ChangeBatch`].
+    pub json: String,
+}
+
+impl EncodedBatch {
+    /// Serialises a batch.
+    pub fn encode(batch: &ChangeBatch) -> serde_json::Result<Self> {
+        Ok(EncodedBatch {
+            stream: batch.stream.clone(),
+            dedup_id: batch.dedup_id(),
+            events: batch.events.len(),
+            json: serde_json::to_string(batch)?,
+        })
+    }
+}
+
+/// A mapped record serialised once: its canonical JSON and the hash of those bytes
+/// ([`content_hash`] of the same record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordJson {
+    /// Canonical JSON (keys sorted).
+    pub json: Vec<u8>,
+    /// Its content hash.
+    pub hash: String,
+}
+
+impl RecordJson {
+    /// Serialises and hashes a record.
+    pub fn new(record: &Record) -> Self {
+        let json = serde_json::to_vec(record).unwrap_or_default();
+        let hash = hex::encode(&Sha256::digest(&json)[..16]);
+        RecordJson { json, hash }
+    }
+}
+
+/// One change event already serialised as queue JSON, with what a batch's dedup id needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedEvent {
+    /// The entity.
+    pub entity: Entity,
+    /// The key's identity.
+    pub key_id: String,
+    /// The version.
+    pub version: SourceVersion,
+    /// The content hash.
+    pub content_hash: String,
+    /// The event as JSON; decodes to a [`ChangeEvent`].
+    pub json: Vec<u8>,
+}
+
+/// Serialises the events of one poll: the fields every event of the poll shares (flow, poll,
+/// time, attempt 0) are encoded once, then each event adds its own fields and its record's JSON
+/// as is.
+#[derive(Debug, Clone)]
+pub struct EventEncoder {
+    /// `{"flow":…,"poll_id":…,"polled_at":…,"attempt":0,`
+    prefix: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct EventShared<'a> {
+    flow: &'a str,
+    poll_id: &'a str,
+    polled_at: DateTime<Utc>,
+    attempt: u32,
+}
+
+#[derive(Serialize)]
+struct EventOwn<'a> {
+    entity: Entity,
+    key: &'a RecordKey,
+    version: SourceVersion,
+    content_hash: &'a str,
+}
+
+impl EventEncoder {
+    /// An encoder for the events of one poll.
+    pub fn new(flow: &str, poll_id: &str, polled_at: DateTime<Utc>) -> Self {
+        let mut prefix = serde_json::to_vec(&EventShared {
+            flow,
+            poll_id,
+            polled_at,
+            attempt: 0,
+        })
+        .unwrap_or_else(|_| b"{}".to_vec());
+        // `{…}` → `{…,` so the event's own fields follow.
+        prefix.pop();
+        prefix.push(b',');
+        EventEncoder { prefix }
+    }
+
+    /// The event JSON of one record, its record serialised already (see [`RecordJson`]).
+    pub fn encode(
+        &self,
+        entity: Entity,
+        key: &RecordKey,
+        version: SourceVersion,
+        record: RecordJson,
+    ) -> EncodedEvent {
+        let mut json = Vec::with_capacity(self.prefix.len() + record.json.len() + 160);
+        json.extend_from_slice(&self.prefix);
+        let own = serde_json::to_vec(&EventOwn {
+            entity,
+            key,
+            version,
+            content_hash: &record.hash,
+        })
+        .unwrap_or_else(|_| b"{}".to_vec());
+        // `{"entity":…}` without its braces, then the record.
+        json.extend_from_slice(&own[1..own.len() - 1]);
+        json.extend_from_slice(b",\"record\":");
+        json.extend_from_slice(&record.json);
+        json.push(b'}');
+        EncodedEvent {
+            entity,
+            key_id: key.id(),
+            version,
+            content_hash: record.hash,
+            json,
+        }
+    }
+}
+
+/// [`pack_batches`] for encoded events: splits them into batch bodies under `max_bytes` and
+/// `max_events`, in order, computing each batch's dedup id on the way. The bodies decode to the
+/// [`ChangeBatch`]es `pack_batches` would build, with the same dedup ids.
+pub fn pack_encoded(
+    flow: &str,
+    stream: &str,
+    events: Vec<EncodedEvent>,
+    max_bytes: usize,
+    max_events: usize,
+) -> Vec<EncodedBatch> {
+    let head = batch_head(flow, stream);
+    let close = b"]}";
+    let start = |h: &[u8]| {
+        let mut v = Vec::with_capacity(max_bytes.min(1 << 20));
+        v.extend_from_slice(h);
+        v
+    };
+    let finish = |body: Vec<u8>, hasher: Sha256, n: usize, out: &mut Vec<EncodedBatch>| {
+        let mut body = body;
+        body.extend_from_slice(close);
+        out.push(EncodedBatch {
+            stream: stream.to_string(),
+            dedup_id: dedup_finish(hasher),
+            events: n,
+            // Built from serde_json output and ASCII punctuation only.
+            json: String::from_utf8(body).unwrap_or_default(),
+        });
+    };
+    let mut out = Vec::new();
+    let mut body = start(&head);
+    let mut hasher = dedup_start(flow, stream, None);
+    let mut n = 0usize;
+    for e in events {
+        let len = e.json.len() + usize::from(n > 0);
+        if n > 0 && (body.len() + len + close.len() > max_bytes || n >= max_events) {
+            finish(
+                std::mem::replace(&mut body, start(&head)),
+                std::mem::replace(&mut hasher, dedup_start(flow, stream, None)),
+                n,
+                &mut out,
+            );
+            n = 0;
+        }
+        if n > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&e.json);
+        dedup_add(&mut hasher, e.entity, &e.key_id, e.version, &e.content_hash);
+        n += 1;
+    }
+    if n > 0 {
+        finish(body, hasher, n, &mut out);
+    }
+    out
+}
+
 /// Hash of a mapped record: SHA-256 over its canonical JSON (keys sorted by `serde_json`'s map).
 pub fn content_hash(record: &Record) -> String {
-    let bytes = serde_json::to_vec(record).unwrap_or_default();
-    hex::encode(&Sha256::digest(&bytes)[..16])
+    RecordJson::new(record).hash
 }
 
 #[cfg(test)]
@@ -247,5 +469,68 @@ mod tests {
             row_version: Some(5),
         };
         assert!(a < b);
+    }
+
+    fn event(key: &str, poll_seq: u64, note: &str) -> ChangeEvent {
+        let mut record = Record::new();
+        record.insert("Invoice".into(), serde_json::json!(key));
+        record.insert("Note".into(), serde_json::json!(note));
+        record.insert("Amount".into(), serde_json::json!(12.5));
+        ChangeEvent {
+            flow: "acme-sf".into(),
+            entity: Entity::ArInvoice,
+            key: RecordKey::composite(&["C01 ", key, "I"]),
+            version: SourceVersion {
+                poll_seq,
+                row_version: Some(0x1234),
+            },
+            content_hash: content_hash(&record),
+            poll_id: format!("acme-sf:{poll_seq}"),
+            polled_at: DateTime::<Utc>::from_timestamp(1_780_000_000, 5).unwrap_or_default(),
+            record,
+            attempt: 0,
+            failure: None,
+        }
+    }
+
+    #[test]
+    fn encoded_events_pack_into_the_batches_pack_batches_builds() {
+        let events: Vec<ChangeEvent> = (0..50)
+            .map(|i| event(&format!("{i:06}"), 7, &"x\"é\u{1}".repeat(i % 7)))
+            .collect();
+        let enc = EventEncoder::new("acme-sf", "acme-sf:7", events[0].polled_at);
+        let encoded: Vec<EncodedEvent> = events
+            .iter()
+            .map(|e| {
+                let rec = RecordJson::new(&e.record);
+                assert_eq!(rec.hash, e.content_hash);
+                enc.encode(e.entity, &e.key, e.version, rec)
+            })
+            .collect();
+        for (e, x) in events.iter().zip(&encoded) {
+            let back: ChangeEvent = serde_json::from_slice(&x.json).expect("event json");
+            assert_eq!(&back, e);
+        }
+        // Small limits force several batches by size and by count.
+        for (max_bytes, max_events) in [(2_000, 1000), (100_000, 7), (1, 1000)] {
+            let plain = pack_batches("acme-sf", "s", events.clone(), max_bytes, max_events);
+            let packed = pack_encoded("acme-sf", "s", encoded.clone(), max_bytes, max_events);
+            assert_eq!(plain.len(), packed.len(), "limits {max_bytes}/{max_events}");
+            for (b, p) in plain.iter().zip(&packed) {
+                let back: ChangeBatch = serde_json::from_str(&p.json).expect("batch json");
+                assert_eq!(&back, b);
+                assert_eq!(p.dedup_id, b.dedup_id());
+                assert_eq!(p.events, b.events.len());
+                assert!(
+                    p.json.len() <= max_bytes || p.events == 1,
+                    "{}",
+                    p.json.len()
+                );
+                assert_eq!(
+                    EncodedBatch::encode(b).expect("encode").dedup_id,
+                    p.dedup_id
+                );
+            }
+        }
     }
 }

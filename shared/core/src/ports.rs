@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditEntry;
 use crate::entity::Entity;
-use crate::error::PortResult;
-use crate::event::{ChangeBatch, ChangeEvent};
+use crate::error::{PortError, PortResult};
+use crate::event::{ChangeBatch, ChangeEvent, EncodedBatch};
 use crate::outcome::{RecordOutcome, SyncOutcome};
 use crate::query::{PageCursor, SourcePage, SourceQuery};
 use crate::secret::{SecretRef, SecretString};
@@ -232,7 +232,18 @@ pub struct QueueDepth {
 pub trait Queue: Send + Sync {
     /// Sends batches, all or an error (in which case some may have been stored: callers re-send,
     /// dedup ids absorb the repeats).
-    async fn send(&self, batches: &[ChangeBatch]) -> PortResult<()>;
+    async fn send(&self, batches: &[ChangeBatch]) -> PortResult<()> {
+        let encoded = batches
+            .iter()
+            .map(EncodedBatch::encode)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PortError::permanent("cannot encode change batch", e))?;
+        self.send_encoded(&encoded).await
+    }
+
+    /// [`Queue::send`] for batches serialised already (the poll serialises each event once).
+    /// Same contract: all or an error.
+    async fn send_encoded(&self, batches: &[EncodedBatch]) -> PortResult<()>;
 
     /// Receives up to `max` messages, hidden for `visibility`.
     async fn receive(&self, max: usize, visibility: Duration) -> PortResult<Vec<Delivery>>;

@@ -20,11 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use mlc_core::event::EncodedBatch;
 use mlc_core::ports::{Delivery, Queue, QueueDepth};
 use mlc_core::{ChangeBatch, PortError, PortResult};
 use rusqlite::{params, Transaction};
 
-use crate::db::{from_json, nanos, now_ns, to_json, write_tx, Handle, Schema};
+use crate::db::{from_json, nanos, now_ns, write_tx, Handle, Schema};
 use crate::error::{sql, Error, Result};
 
 /// The largest message the queue takes (serialised `ChangeBatch`), the SQS limit the poll packs
@@ -335,36 +336,41 @@ struct Encoded {
     body: String,
 }
 
-fn encode(batches: &[ChangeBatch]) -> PortResult<Vec<Encoded>> {
-    batches
-        .iter()
-        .map(|b| {
-            let body = to_json(b, "change batch")?;
-            if body.len() > MAX_MESSAGE_BYTES {
-                return Err(PortError::invalid(format!(
-                    "change batch of stream {} is {} bytes, over the {MAX_MESSAGE_BYTES}-byte \
-                     message limit ({} events)",
-                    b.stream,
-                    body.len(),
-                    b.events.len()
-                )));
-            }
-            Ok(Encoded {
-                stream: b.stream.clone(),
-                dedup_id: b.dedup_id(),
-                body,
-            })
-        })
-        .collect()
+/// Refuses what SQS would refuse: a body over the message limit.
+fn checked(b: &EncodedBatch) -> PortResult<Encoded> {
+    if b.json.len() > MAX_MESSAGE_BYTES {
+        return Err(PortError::invalid(format!(
+            "change batch of stream {} is {} bytes, over the {MAX_MESSAGE_BYTES}-byte \
+             message limit ({} events)",
+            b.stream,
+            b.json.len(),
+            b.events
+        )));
+    }
+    Ok(Encoded {
+        stream: b.stream.clone(),
+        dedup_id: b.dedup_id.clone(),
+        body: b.json.clone(),
+    })
+}
+
+fn encode(batch: &ChangeBatch) -> PortResult<Encoded> {
+    let e = EncodedBatch::encode(batch)
+        .map_err(|e| PortError::permanent("cannot encode change batch", e))?;
+    checked(&e)
 }
 
 #[async_trait]
 impl Queue for SqliteQueue {
-    async fn send(&self, batches: &[ChangeBatch]) -> PortResult<()> {
+    async fn send_encoded(&self, batches: &[EncodedBatch]) -> PortResult<()> {
         if batches.is_empty() {
             return Ok(());
         }
-        let encoded = encode(batches)?;
+        // Every size is checked before anything is stored.
+        let encoded = batches
+            .iter()
+            .map(checked)
+            .collect::<PortResult<Vec<_>>>()?;
         let queue = self.name.clone();
         let window = nanos(self.opts.dedup_window);
         self.db
@@ -423,10 +429,7 @@ impl Queue for SqliteQueue {
     async fn dead_letter(&self, batch: &ChangeBatch) -> PortResult<()> {
         // Not deduplicated: a record dead-lettered, replayed and failing again within the
         // window must land in the dead-letter queue again, and a duplicate there is harmless.
-        let mut encoded = encode(std::slice::from_ref(batch))?;
-        let e = encoded
-            .pop()
-            .ok_or_else(|| PortError::invalid("empty dead letter"))?;
+        let e = encode(batch)?;
         let queue = self.name.clone();
         self.db
             .run("dead_letter", move |conn| {

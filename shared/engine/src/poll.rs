@@ -13,14 +13,12 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use mlc_core::audit::AuditEntry;
 use mlc_core::config::{ChangeDetection, EntityConfig};
 use mlc_core::entity::derived;
-use mlc_core::event::{content_hash, pack_batches};
+use mlc_core::event::{pack_encoded, EncodedEvent, EventEncoder, RecordJson};
 use mlc_core::mapping::source_fields;
 use mlc_core::ports::{Source, SourceError};
 use mlc_core::query::{Filter, Literal, Op, SourceQuery};
 use mlc_core::state::{SentMark, StateKey};
-use mlc_core::{
-    ChangeEvent, Entity, Lease, Record, SourceVersion, SyncOutcome, Watermark, WatermarkValue,
-};
+use mlc_core::{Entity, Lease, Record, SourceVersion, SyncOutcome, Watermark, WatermarkValue};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
@@ -112,10 +110,11 @@ pub async fn poll_flow_with(
     let mut poll = PollRun {
         rt,
         source,
-        lease,
         polled_at: now,
         today: rt.clock.today(flow.tz()),
         dry_run: opts.dry_run,
+        encoder: EventEncoder::new(&flow.id, &lease.poll_id(), now),
+        lease,
     };
     let result = poll.run().await;
     let finished = result.is_ok() && !opts.dry_run;
@@ -136,10 +135,12 @@ struct PollRun<'a> {
     polled_at: DateTime<Utc>,
     today: NaiveDate,
     dry_run: bool,
+    encoder: EventEncoder,
 }
 
+/// Changes staged for the next flush, serialised already.
 struct Pending {
-    events: Vec<ChangeEvent>,
+    events: Vec<EncodedEvent>,
     marks: Vec<SentMark>,
 }
 
@@ -320,16 +321,15 @@ impl PollRun<'_> {
             events: Vec::new(),
             marks: Vec::new(),
         };
-        let mut cursor = None;
+        self.renew_if_due().await?;
+        let mut page = self
+            .source
+            .read_page(&query, None)
+            .await
+            .map_err(|e| self.source_err(entity, e))?;
         loop {
-            self.renew_if_due().await?;
-            let page = self
-                .source
-                .read_page(&query, cursor.as_ref())
-                .await
-                .map_err(|e| self.source_err(entity, e))?;
             report.rows_read += page.rows.len();
-            let mut rows = page.rows;
+            let mut rows = std::mem::take(&mut page.rows);
             for l in &lookups {
                 self.fill_lookups(l, &mut rows, &mut names).await?;
             }
@@ -349,15 +349,32 @@ impl PollRun<'_> {
                     }
                 }
             }
-            let keys = self.stage_rows(ec, rows, &mut pending, &mut report).await?;
+            self.renew_if_due().await?;
+            // SYSPRO produces the next page while this one is hashed, serialised and written:
+            // the two overlap instead of taking turns. Only this read runs beside the work, so
+            // the source never sees two calls at once.
+            let source = self.source;
+            let next = page.next.take();
+            let fetch = async {
+                match &next {
+                    Some(cursor) => Some(source.read_page(&query, Some(cursor)).await),
+                    None => None,
+                }
+            };
+            let work = async {
+                let keys = self.stage_rows(ec, rows, &mut pending, &mut report).await?;
+                if pending.events.len() >= FLUSH_EVENTS {
+                    self.flush(&mut pending, &mut report).await?;
+                }
+                Ok::<_, EngineError>(keys)
+            };
+            let (fetched, keys) = tokio::join!(fetch, work);
+            let keys = keys?;
             if track_vanished {
                 seen_open.extend(keys);
             }
-            if pending.events.len() >= FLUSH_EVENTS {
-                self.flush(&mut pending, &mut report).await?;
-            }
-            match page.next {
-                Some(next) => cursor = Some(next),
+            match fetched {
+                Some(p) => page = p.map_err(|e| self.source_err(entity, e))?,
                 None => break,
             }
         }
@@ -550,9 +567,10 @@ impl PollRun<'_> {
             if open {
                 open_keys.push(key.id());
             }
-            let hash = content_hash(&row);
+            // Serialised once: the hash is taken from the bytes the queue message carries.
+            let json = RecordJson::new(&row);
             let row_version = row.get("TimeStamp").and_then(Value::as_u64);
-            staged.push((key, row, hash, row_version, open));
+            staged.push((key, json, row_version, open));
         }
         let state_keys: Vec<StateKey> = staged
             .iter()
@@ -565,9 +583,9 @@ impl PollRun<'_> {
             .await?
             .into_iter()
             .collect();
-        for ((key, record, hash, row_version, open), sk) in staged.into_iter().zip(state_keys) {
+        for ((key, json, row_version, open), sk) in staged.into_iter().zip(state_keys) {
             let prior = known.get(&sk);
-            if prior.and_then(|s| s.sent_hash.as_deref()) == Some(hash.as_str())
+            if prior.and_then(|s| s.sent_hash.as_deref()) == Some(json.hash.as_str())
                 && prior.is_some_and(|s| s.open == open)
             {
                 report.unchanged += 1;
@@ -580,21 +598,12 @@ impl PollRun<'_> {
             pending.marks.push(SentMark {
                 key: sk,
                 version,
-                hash: hash.clone(),
+                hash: json.hash.clone(),
                 open,
             });
-            pending.events.push(ChangeEvent {
-                flow: flow.id.clone(),
-                entity,
-                key,
-                version,
-                content_hash: hash,
-                poll_id: self.lease.poll_id(),
-                polled_at: self.polled_at,
-                record,
-                attempt: 0,
-                failure: None,
-            });
+            pending
+                .events
+                .push(self.encoder.encode(entity, &key, version, json));
         }
         Ok(open_keys)
     }
@@ -611,9 +620,13 @@ impl PollRun<'_> {
             report.queued += marks.len();
             return Ok(());
         }
-        let audit: Vec<AuditEntry> = events.iter().map(queued_entry).collect();
+        let poll_id = self.lease.poll_id();
+        let audit: Vec<AuditEntry> = events
+            .iter()
+            .map(|e| queued_entry(&flow.id, &poll_id, self.polled_at, e))
+            .collect();
         // Group by stream, keeping poll order within each.
-        let mut streams: Vec<(String, Vec<ChangeEvent>)> = Vec::new();
+        let mut streams: Vec<(String, Vec<EncodedEvent>)> = Vec::new();
         for e in events {
             let s = flow.stream_for(e.entity);
             match streams.iter_mut().find(|(name, _)| *name == s) {
@@ -623,7 +636,7 @@ impl PollRun<'_> {
         }
         let mut batches = Vec::new();
         for (stream, evs) in streams {
-            batches.extend(pack_batches(
+            batches.extend(pack_encoded(
                 &flow.id,
                 &stream,
                 evs,
@@ -633,27 +646,32 @@ impl PollRun<'_> {
         }
         report.messages += batches.len();
         report.queued += marks.len();
-        self.rt.queue.send(&batches).await?;
+        self.rt.queue.send_encoded(&batches).await?;
         self.rt.state.mark_sent(&marks).await?;
         self.rt.audit.append(&audit).await?;
         Ok(())
     }
 }
 
-fn queued_entry(e: &ChangeEvent) -> AuditEntry {
+fn queued_entry(
+    flow: &str,
+    poll_id: &str,
+    polled_at: DateTime<Utc>,
+    e: &EncodedEvent,
+) -> AuditEntry {
     AuditEntry {
-        flow: e.flow.clone(),
+        flow: flow.to_string(),
         entity: e.entity,
-        key: e.key.id(),
-        poll_id: e.poll_id.clone(),
-        polled_at: e.polled_at,
+        key: e.key_id.clone(),
+        poll_id: poll_id.to_string(),
+        polled_at,
         version: e.version,
         content_hash: e.content_hash.clone(),
         destination: "queue".into(),
         destination_ids: Default::default(),
         outcome: SyncOutcome::Queued,
         attempt: 0,
-        at: e.polled_at,
+        at: polled_at,
         error_chain: Vec::new(),
     }
 }
