@@ -95,7 +95,7 @@ pub async fn upsert(
     }
     let mut out = HashMap::new();
     for (csv, exts) in chunks {
-        let res = run_job(svc, version, load, csv, s).await?;
+        let res = run_job(svc, version, load, csv, exts.len() as u64, s).await?;
         for e in exts {
             let r = res.get(&e).cloned().unwrap_or_else(|| {
                 RowResult::Unprocessed("the job reported nothing for this record".into())
@@ -106,11 +106,57 @@ pub async fn upsert(
     Ok(out)
 }
 
+/// Which result lists a finished job needs downloaded, from its final status.
+///
+/// Every list costs an API call, so a list the status proves empty is not fetched: no
+/// `failedResults` when `numberRecordsFailed` is 0, no `unprocessedrecords` when a
+/// `JobComplete` job processed every uploaded row. `successfulResults` is fetched whenever a
+/// row succeeded: it carries each record's Salesforce Id (kept as its destination id; Account
+/// Ids link later Composite invoice writes) and whether it was created. When the counts are
+/// missing or do not add up, every list is fetched; rows that no list mentions come back as
+/// unprocessed (retried), never as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Downloads {
+    /// `GET …/successfulResults/`.
+    pub successful: bool,
+    /// `GET …/failedResults/`.
+    pub failed: bool,
+    /// `GET …/unprocessedrecords/`.
+    pub unprocessed: bool,
+}
+
+impl Downloads {
+    /// Decides from the job's final `state`, its counts (`None` when absent from the status)
+    /// and the number of rows uploaded.
+    pub fn plan(state: &str, processed: Option<u64>, failed: Option<u64>, uploaded: u64) -> Self {
+        let (Some(processed), Some(failed)) = (processed, failed) else {
+            return Downloads::all();
+        };
+        if failed > processed || processed > uploaded {
+            return Downloads::all();
+        }
+        Downloads {
+            successful: processed > failed,
+            failed: failed > 0,
+            unprocessed: state != "JobComplete" || processed < uploaded,
+        }
+    }
+
+    fn all() -> Self {
+        Downloads {
+            successful: true,
+            failed: true,
+            unprocessed: true,
+        }
+    }
+}
+
 async fn run_job(
     svc: &Service,
     version: &str,
     load: &Load,
     csv: String,
+    uploaded: u64,
     s: &BulkSettings,
 ) -> Result<HashMap<String, RowResult>> {
     let base = format!("{}/jobs/ingest", data_path(version));
@@ -180,27 +226,24 @@ async fn run_job(
         }
         wait = (wait * 2).min(s.poll_max);
     };
-    let total = load.rows.len() as u64;
-    let processed = info
-        .get("numberRecordsProcessed")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0);
-    let failed = info
-        .get("numberRecordsFailed")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0);
     let state = info
         .get("state")
         .and_then(|v| v.as_str())
         .unwrap_or("")
         .to_string();
+    let want = Downloads::plan(
+        &state,
+        info.get("numberRecordsProcessed").and_then(|v| v.as_u64()),
+        info.get("numberRecordsFailed").and_then(|v| v.as_u64()),
+        uploaded,
+    );
     let mut out = HashMap::new();
     let read = |rows: Vec<Vec<String>>| -> (Vec<String>, Vec<Vec<String>>) {
         let mut it = rows.into_iter();
         let header = it.next().unwrap_or_default();
         (header, it.collect())
     };
-    if processed > failed {
+    if want.successful {
         let r = svc
             .call(
                 Method::GET,
@@ -233,7 +276,7 @@ async fn run_job(
             }
         }
     }
-    if failed > 0 {
+    if want.failed {
         let r = svc
             .call(
                 Method::GET,
@@ -256,7 +299,7 @@ async fn run_job(
             }
         }
     }
-    if processed < total {
+    if want.unprocessed {
         let r = svc
             .call(
                 Method::GET,
@@ -279,4 +322,42 @@ async fn run_job(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Downloads;
+
+    #[test]
+    fn a_clean_job_downloads_only_its_successes() {
+        let d = Downloads::plan("JobComplete", Some(500), Some(0), 500);
+        assert!(d.successful && !d.failed && !d.unprocessed, "{d:?}");
+    }
+
+    #[test]
+    fn failures_and_shortfalls_are_downloaded() {
+        let d = Downloads::plan("JobComplete", Some(500), Some(3), 500);
+        assert!(d.successful && d.failed && !d.unprocessed, "{d:?}");
+        // Every row failed: nothing to read from successfulResults.
+        let d = Downloads::plan("JobComplete", Some(500), Some(500), 500);
+        assert!(!d.successful && d.failed && !d.unprocessed, "{d:?}");
+        // Stopped part-way: the rest is in unprocessedrecords.
+        let d = Downloads::plan("Failed", Some(200), Some(0), 500);
+        assert!(d.successful && !d.failed && d.unprocessed, "{d:?}");
+        let d = Downloads::plan("Aborted", Some(0), Some(0), 500);
+        assert!(!d.successful && !d.failed && d.unprocessed, "{d:?}");
+    }
+
+    #[test]
+    fn counts_that_do_not_add_up_download_everything() {
+        let all = Downloads {
+            successful: true,
+            failed: true,
+            unprocessed: true,
+        };
+        assert_eq!(Downloads::plan("JobComplete", None, Some(0), 500), all);
+        assert_eq!(Downloads::plan("JobComplete", Some(500), None, 500), all);
+        assert_eq!(Downloads::plan("JobComplete", Some(10), Some(11), 500), all);
+        assert_eq!(Downloads::plan("JobComplete", Some(501), Some(0), 500), all);
+    }
 }

@@ -1,7 +1,8 @@
 //! The sink: a batch of change events → Accounts and Opportunities, one outcome per input.
 //!
 //! Steady state: one Composite request per ≤ 1,000 records (≤ 5 sObject Collections of ≤ 200),
-//! Accounts before Opportunities. Backfills above `bulk_threshold`: Bulk API 2.0 jobs.
+//! Accounts before Opportunities. Backfills above `bulk_threshold`: Bulk API 2.0 jobs for each
+//! object whose part of the batch is above the threshold, Composite for the other.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -911,14 +912,21 @@ impl SalesforceSink {
         let stamps: Vec<usize> = (0..w.accts.len())
             .filter(|&j| !w.accts[j].skip && w.accts[j].stamp_id.is_some())
             .collect();
-        if !stamps.is_empty() {
-            self.run_units(w, Self::chunk_units(stamps, Unit::AccountStamp))
-                .await?;
-        }
         let upserts: Vec<usize> = (0..w.accts.len())
             .filter(|&j| !w.accts[j].skip && w.accts[j].stamp_id.is_none())
             .collect();
-        if !upserts.is_empty() {
+        // Each object takes its own path: a Bulk job costs ≈ 6 calls whatever its size, so an
+        // object's load at or below the threshold (a backfill's 2,000 customers beside its
+        // 98,000 invoices) is cheaper through Composite, 1 call per 1,000 records.
+        let accounts_in_bulk = upserts.len() > self.conn.bulk_threshold;
+        let mut units = Self::chunk_units(stamps, Unit::AccountStamp);
+        if !accounts_in_bulk {
+            units.extend(Self::chunk_units(upserts.clone(), Unit::AccountUpsert));
+        }
+        if !units.is_empty() {
+            self.run_units(w, units).await?;
+        }
+        if accounts_in_bulk {
             let mut cols: BTreeSet<String> = BTreeSet::new();
             for &j in &upserts {
                 cols.extend(w.accts[j].fields.keys().cloned());
@@ -978,6 +986,29 @@ impl SalesforceSink {
             return Ok(());
         }
         opps.sort_by(|&a, &b| w.opps[a].customer.cmp(&w.opps[b].customer));
+        if opps.len() <= self.conn.bulk_threshold {
+            // Few invoices beside many customers: Composite, linked by the Account Ids just
+            // written (or known before).
+            let mut ready = Vec::new();
+            for o in opps {
+                if w.acct_ids.contains_key(&w.opps[o].customer)
+                    || self.conn.nested_account_reference
+                {
+                    ready.push(o);
+                } else {
+                    let f = Failure::retryable(format!(
+                        "{}/{}/{}: the Account of customer {} is not known yet",
+                        self.flow,
+                        Entity::ArInvoice,
+                        w.opps[o].ext,
+                        w.opps[o].customer
+                    ));
+                    let inputs = w.opps[o].inputs.clone();
+                    w.set(&inputs, failed(true, f));
+                }
+            }
+            return self.run_units(w, Self::chunk_units(ready, Unit::Opp)).await;
+        }
         let mut cols: BTreeSet<String> = BTreeSet::new();
         for &o in &opps {
             cols.extend(w.opps[o].fields.keys().cloned());

@@ -722,7 +722,13 @@ async fn bulk_path_splits_jobs_and_maps_failures_back() {
         .iter()
         .filter(|r| r.method == "POST" && r.path.ends_with("/jobs/ingest"))
         .count();
-    assert!(jobs >= 3, "opportunities split into several jobs ({jobs})");
+    assert!(jobs >= 2, "opportunities split into several jobs ({jobs})");
+    // The 20 customers (below the threshold) went through Composite, not a job of their own.
+    assert_eq!(e.org.accounts().len(), 20);
+    assert_eq!(results_gets(&e.org, "successfulResults"), jobs);
+    // Only the job holding the bad row has failed results to read, and no job stopped short.
+    assert_eq!(results_gets(&e.org, "failedResults"), 1);
+    assert_eq!(results_gets(&e.org, "unprocessedrecords"), 0);
     let acct = e
         .org
         .find("Account", "SYSPRO_Customer__c", "B007")
@@ -731,6 +737,220 @@ async fn bulk_path_splits_jobs_and_maps_failures_back() {
     let opp = e
         .org
         .find("Opportunity", "SYSPRO_Invoice__c", "B007|000007|I")
+        .pop()
+        .unwrap();
+    assert_eq!(opp.text("AccountId").unwrap(), acct.id);
+}
+
+/// `GET …/jobs/ingest/{id}/{which}/` requests the org saw.
+fn results_gets(org: &OrgHandle, which: &str) -> usize {
+    org.requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.trim_end_matches('/').ends_with(which))
+        .count()
+}
+
+/// `POST …/jobs/ingest` requests the org saw.
+fn jobs_created(org: &OrgHandle) -> usize {
+    org.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/jobs/ingest"))
+        .count()
+}
+
+#[tokio::test]
+async fn bulk_failures_dead_letter_exactly_the_failed_records() {
+    let e = env().await;
+    sync_customers(&e, 10).await;
+    let sink = make_sink(
+        &e.org,
+        e.state.clone(),
+        json!({"bulk_threshold": 100}),
+        "sim-client-secret",
+    );
+    let batch: Vec<PendingWrite> = (0..400)
+        .map(|i| {
+            pw(
+                &e.state,
+                invoice(&format!("C{:04}", i % 10), &format!("{i:06}"), "x"),
+            )
+        })
+        .collect();
+    let bad = ["C0003|000013|I", "C0007|000217|I", "C0001|000391|I"];
+    for b in bad {
+        e.org.fail_record(
+            b,
+            "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+            "Amount must be positive",
+            1,
+        );
+    }
+    e.org.clear_requests();
+    let out = sink.write(&batch).await.unwrap();
+    for (i, o) in out.iter().enumerate() {
+        let ext = format!("C{:04}|{i:06}|I", i % 10);
+        if bad.contains(&ext.as_str()) {
+            match o {
+                RecordOutcome::Permanent(f) => assert_eq!(
+                    f.chain[0].code.as_deref(),
+                    Some("FIELD_CUSTOM_VALIDATION_EXCEPTION"),
+                    "{f:?}"
+                ),
+                other => panic!("{ext}: {other:?}"),
+            }
+        } else {
+            assert!(
+                matches!(o, RecordOutcome::Applied { created: true, .. }),
+                "{ext}: {o:?}"
+            );
+            assert!(!id_of(o).is_empty());
+        }
+    }
+    assert_eq!(jobs_created(&e.org), 1);
+    assert_eq!(results_gets(&e.org, "successfulResults"), 1);
+    assert_eq!(results_gets(&e.org, "failedResults"), 1);
+    assert_eq!(results_gets(&e.org, "unprocessedrecords"), 0);
+    assert_eq!(e.org.opportunities().len(), 397);
+}
+
+#[tokio::test]
+async fn bulk_job_stopped_part_way_hands_the_rest_back() {
+    let e = env().await;
+    sync_customers(&e, 10).await;
+    let sink = make_sink(
+        &e.org,
+        e.state.clone(),
+        json!({"bulk_threshold": 100}),
+        "sim-client-secret",
+    );
+    let batch: Vec<PendingWrite> = (0..400)
+        .map(|i| {
+            pw(
+                &e.state,
+                invoice(&format!("C{:04}", i % 10), &format!("{i:06}"), "x"),
+            )
+        })
+        .collect();
+    e.org.stop_next_job_after(150);
+    e.org.clear_requests();
+    let out = sink.write(&batch).await.unwrap();
+    let applied = out
+        .iter()
+        .filter(|o| matches!(o, RecordOutcome::Applied { created: true, .. }))
+        .count();
+    let retried = out
+        .iter()
+        .filter(|o| matches!(o, RecordOutcome::Retry { .. }))
+        .count();
+    assert_eq!((applied, retried), (150, 250), "{out:?}");
+    assert_eq!(e.org.opportunities().len(), 150);
+    assert_eq!(results_gets(&e.org, "successfulResults"), 1);
+    assert_eq!(results_gets(&e.org, "failedResults"), 0);
+    assert_eq!(results_gets(&e.org, "unprocessedrecords"), 1);
+    // The records handed back land on the next write, once each.
+    let again: Vec<PendingWrite> = batch
+        .iter()
+        .zip(&out)
+        .filter(|(_, o)| matches!(o, RecordOutcome::Retry { .. }))
+        .map(|(p, _)| p.clone())
+        .collect();
+    let out = sink.write(&again).await.unwrap();
+    assert!(out
+        .iter()
+        .all(|o| matches!(o, RecordOutcome::Applied { created: true, .. })));
+    assert_eq!(e.org.opportunities().len(), 400);
+    assert!(e
+        .org
+        .duplicates("Opportunity", "SYSPRO_Invoice__c")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn bulk_job_still_running_at_the_deadline_hands_everything_back() {
+    let e = env_with(
+        OrgOptions {
+            bulk_in_progress_polls: 1_000,
+            ..OrgOptions::default()
+        },
+        json!({}),
+    )
+    .await;
+    sync_customers(&e, 10).await;
+    let sink = make_sink(
+        &e.org,
+        e.state.clone(),
+        json!({"bulk_threshold": 100}),
+        "sim-client-secret",
+    )
+    .with_options(SinkOptions {
+        bulk_max_wait: Duration::from_millis(100),
+        ..fast()
+    });
+    let batch: Vec<PendingWrite> = (0..200)
+        .map(|i| {
+            pw(
+                &e.state,
+                invoice(&format!("C{:04}", i % 10), &format!("{i:06}"), "x"),
+            )
+        })
+        .collect();
+    e.org.clear_requests();
+    let out = sink.write(&batch).await.unwrap();
+    assert!(out.iter().all(|o| matches!(o, RecordOutcome::Retry { .. })));
+    // Nothing to read from a job that has not finished.
+    assert_eq!(results_gets(&e.org, "successfulResults"), 0);
+    assert_eq!(results_gets(&e.org, "failedResults"), 0);
+    assert_eq!(results_gets(&e.org, "unprocessedrecords"), 0);
+}
+
+#[tokio::test]
+async fn bulk_pass_sends_each_object_by_its_own_size() {
+    let e = env().await;
+    let sink = make_sink(
+        &e.org,
+        e.state.clone(),
+        json!({"bulk_threshold": 50}),
+        "sim-client-secret",
+    );
+    // Many customers, few invoices: the Accounts go in a Bulk job, the invoices through one
+    // Composite call linked by the Account Ids the job reported.
+    let mut batch: Vec<PendingWrite> = (0..120)
+        .map(|i| {
+            pw(
+                &e.state,
+                customer(&format!("M{i:04}"), &format!("Many {i}")),
+            )
+        })
+        .collect();
+    batch.extend((0..10).map(|i| {
+        pw(
+            &e.state,
+            invoice(&format!("M{:04}", i * 7), &format!("{i:06}"), "x"),
+        )
+    }));
+    e.org.clear_requests();
+    let out = sink.write(&batch).await.unwrap();
+    assert!(out
+        .iter()
+        .all(|o| matches!(o, RecordOutcome::Applied { created: true, .. })));
+    assert_eq!(jobs_created(&e.org), 1);
+    let composite = e
+        .org
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/composite"))
+        .count();
+    // Lookups for the new customers, then one write of the invoices.
+    assert!(composite >= 2, "{:?}", e.org.requests());
+    let acct = e
+        .org
+        .find("Account", "SYSPRO_Customer__c", "M0063")
+        .pop()
+        .unwrap();
+    assert_eq!(id_of(&out[63]), acct.id);
+    let opp = e
+        .org
+        .find("Opportunity", "SYSPRO_Invoice__c", "M0063|000009|I")
         .pop()
         .unwrap();
     assert_eq!(opp.text("AccountId").unwrap(), acct.id);
@@ -765,6 +985,11 @@ async fn bulk_backfill_of_100k_costs_under_a_fifth_of_a_call_per_thousand() {
     println!("100k backfill: {calls} calls ({per_1000} per 1,000, token included)");
     assert!(per_1000 <= 0.2, "{:?}", e.org.requests());
     assert_eq!(e.org.opportunities().len(), 100_000);
+    // A clean job: its status proves there is nothing failed or unprocessed to read.
+    let jobs = jobs_created(&e.org);
+    assert_eq!(results_gets(&e.org, "successfulResults"), jobs);
+    assert_eq!(results_gets(&e.org, "failedResults"), 0);
+    assert_eq!(results_gets(&e.org, "unprocessedrecords"), 0);
 }
 
 #[derive(Debug)]

@@ -83,12 +83,14 @@ pub struct Job {
     pub(crate) failed_csv: String,
     pub(crate) unprocessed_csv: String,
     pub(crate) api_version: f64,
+    /// Why a `Failed` job stopped.
+    pub(crate) error_message: Option<String>,
 }
 
 impl Job {
     /// The job info JSON.
     pub fn info(&self) -> Value {
-        json!({
+        let mut info = json!({
             "id": self.id,
             "operation": self.operation,
             "object": self.object,
@@ -107,15 +109,24 @@ impl Job {
             "numberRecordsFailed": self.failed,
             "retries": 0,
             "totalProcessingTime": 0,
-        })
+        });
+        if let (Some(m), Some(o)) = (&self.error_message, info.as_object_mut()) {
+            o.insert("errorMessage".into(), json!(m));
+        }
+        info
     }
 }
 
 /// Runs an uploaded job against the data. Returns nothing: results land on the job.
+///
+/// With `stop_after`, the job stops after that many rows and ends `Failed`, the rows it never
+/// reached listed in `unprocessedrecords` (what Salesforce does when a job fails part-way:
+/// rows already processed stay written and counted in `numberRecordsProcessed`).
 pub fn process(
     job: &mut Job,
     data: &mut Data,
     record_fault: &mut dyn FnMut(&str) -> Option<(String, String)>,
+    stop_after: Option<u64>,
 ) {
     let text = job.data.take().unwrap_or_default();
     let rows = match parse_csv(&text) {
@@ -145,8 +156,15 @@ pub fn process(
     );
     let def = data.object(&job.object).cloned();
     let ext_field = job.ext_field.clone().unwrap_or_default();
+    let mut unprocessed = csv_line(header);
+    let mut stopped = false;
     for row in body_rows {
         if row.len() == 1 && row[0].is_empty() {
+            continue;
+        }
+        if stopped || stop_after.is_some_and(|n| job.processed >= n) {
+            stopped = true;
+            unprocessed.push_str(&csv_line(row));
             continue;
         }
         job.processed += 1;
@@ -243,8 +261,13 @@ pub fn process(
     }
     job.success_csv = ok;
     job.failed_csv = bad;
-    job.unprocessed_csv = csv_line(header);
-    job.state = "JobComplete".into();
+    job.unprocessed_csv = unprocessed;
+    if stopped {
+        job.state = "Failed".into();
+        job.error_message = Some("InternalServerError : the job was stopped".into());
+    } else {
+        job.state = "JobComplete".into();
+    }
 }
 
 #[cfg(test)]

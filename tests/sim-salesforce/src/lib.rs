@@ -141,6 +141,8 @@ struct Org {
     chaos: Option<(f64, StdRng)>,
     cursors: HashMap<String, (Vec<Value>, usize)>,
     jobs: HashMap<String, bulk::Job>,
+    /// The next Bulk job to run stops after this many rows and ends `Failed`.
+    job_stop_after: Option<u64>,
     next: u64,
     rng: StdRng,
     url: String,
@@ -230,6 +232,7 @@ impl OrgSim {
             chaos: None,
             cursors: HashMap::new(),
             jobs: HashMap::new(),
+            job_stop_after: None,
             next: 0,
             rng: StdRng::seed_from_u64(7),
             url: format!("http://{addr}"),
@@ -432,6 +435,12 @@ impl OrgHandle {
         );
     }
 
+    /// The next Bulk job to run stops after `rows` rows and ends `Failed`; the rest is listed
+    /// in its `unprocessedrecords`.
+    pub fn stop_next_job_after(&self, rows: u64) {
+        self.org().job_stop_after = Some(rows);
+    }
+
     /// Chaos mode: each API call fails with probability `rate` (503, 500, lost response,
     /// 502, slow), and each record write is locked with probability `rate / 4`; seeded.
     pub fn set_chaos(&self, rate: f64, seed: u64) {
@@ -447,6 +456,7 @@ impl OrgHandle {
         let mut o = self.org();
         o.faults.clear();
         o.record_faults.clear();
+        o.job_stop_after = None;
         o.chaos = None;
     }
 }
@@ -948,9 +958,10 @@ fn api(
                 } else {
                     let mut job = job.clone();
                     let mut data = std::mem::take(&mut org.data);
+                    let stop_after = org.job_stop_after.take();
                     {
                         let mut rf = |ext: &str| org.record_fault(ext);
-                        bulk::process(&mut job, &mut data, &mut rf);
+                        bulk::process(&mut job, &mut data, &mut rf, stop_after);
                     }
                     org.data = data;
                     org.jobs.insert(job.id.clone(), job);
@@ -1301,6 +1312,7 @@ fn create_job(org: &mut Org, body: &Value, version: f64) -> Reply {
         failed_csv: String::new(),
         unprocessed_csv: String::new(),
         api_version: version,
+        error_message: None,
     };
     let info = job.info();
     org.jobs.insert(id, job);
