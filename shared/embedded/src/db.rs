@@ -81,6 +81,11 @@ impl Handle {
         // write is an idempotent upsert under a version check. FULL would fsync every commit.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err("set synchronous"))?;
+        // Checkpoint every 8,192 pages (32 MiB of WAL) rather than SQLite's 1,000: a poll writes
+        // the same index pages over and over, and each checkpoint copies a page once however
+        // often it changed since the last one. Readers stay fast at that size.
+        conn.pragma_update(None, "wal_autocheckpoint", 8192)
+            .map_err(err("set wal_autocheckpoint"))?;
         conn.set_prepared_statement_cache_capacity(64);
         apply_schema(&mut conn, schema).map_err(|e| match e {
             SchemaError::Sql(source) => Error::Sqlite {
@@ -167,7 +172,8 @@ fn apply_schema(conn: &mut Connection, schema: &Schema) -> std::result::Result<(
             return Err(SchemaError::TooNew(found));
         }
     }
-    // Version 1 is the first: later versions add their migrations here, keyed on `found`.
+    // The DDL is written to bring any older version up (`IF NOT EXISTS`, `DROP … IF EXISTS`):
+    // store version 2 only changed audit indexes.
     tx.execute_batch(schema.ddl)?;
     tx.execute(
         "INSERT INTO mlc_schema (component, version) VALUES (?1, ?2)

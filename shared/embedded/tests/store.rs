@@ -225,3 +225,89 @@ fn reopening_keeps_data_and_schema() {
         );
     });
 }
+
+#[tokio::test]
+async fn version_1_files_get_the_lean_audit_indexes_and_failures_use_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.sqlite");
+    drop(SqliteStore::open(&path).expect("create"));
+    // Put the file back to what version 1 left: its two audit indexes, version 1.
+    let raw = rusqlite::Connection::open(&path).expect("raw open");
+    raw.execute_batch(
+        "DROP INDEX mlc_audit_outcome_v2;
+         CREATE INDEX mlc_audit_record ON mlc_audit (flow, record_key, at, seq);
+         CREATE INDEX mlc_audit_outcome ON mlc_audit (outcome, at, seq);
+         UPDATE mlc_schema SET version = 1 WHERE component = 'store';",
+    )
+    .expect("downgrade");
+    drop(raw);
+
+    let s = SqliteStore::open(&path).expect("upgrade");
+    let raw = rusqlite::Connection::open(&path).expect("raw open");
+    let version: i64 = raw
+        .query_row(
+            "SELECT version FROM mlc_schema WHERE component = 'store'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("version");
+    assert_eq!(version, 2);
+    let indexes: Vec<String> = raw
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'mlc_audit' ORDER BY name")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .expect("indexes");
+    assert_eq!(indexes, ["mlc_audit_key", "mlc_audit_outcome_v2"]);
+
+    let entry = |key: &str, outcome: SyncOutcome| AuditEntry {
+        flow: "f".into(),
+        entity: Entity::ArInvoice,
+        key: key.into(),
+        poll_id: "f:1".into(),
+        polled_at: t0(),
+        version: sv(1, None),
+        content_hash: "h".into(),
+        destination: "salesforce".into(),
+        destination_ids: BTreeMap::new(),
+        outcome,
+        attempt: 1,
+        at: t0(),
+        error_chain: Vec::new(),
+    };
+    let entries: Vec<AuditEntry> = (0..20)
+        .map(|i| {
+            let outcome = if i % 5 == 0 {
+                SyncOutcome::FailedPermanent
+            } else {
+                SyncOutcome::Queued
+            };
+            entry(&format!("K{i}"), outcome)
+        })
+        .collect();
+    s.append(&entries).await.expect("append");
+    let failed = s
+        .by_outcome(SyncOutcome::FailedPermanent, t0(), 100)
+        .await
+        .expect("failed");
+    let keys: Vec<&str> = failed.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["K0", "K5", "K10", "K15"]);
+    let queued = s
+        .by_outcome(SyncOutcome::Queued, t0(), 100)
+        .await
+        .expect("queued");
+    assert_eq!(queued.len(), 16);
+    // The failure lookup reads the partial index, not the whole table.
+    let plan: Vec<String> = raw
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT entry FROM mlc_audit
+             WHERE outcome = ?1 AND at >= ?2 AND outcome <> 'queued' ORDER BY at, seq LIMIT ?3",
+        )
+        .and_then(|mut st| {
+            st.query_map(rusqlite::params!["failed_permanent", 0, 10], |r| r.get(3))?
+                .collect()
+        })
+        .expect("plan");
+    assert!(
+        plan.iter().any(|p| p.contains("mlc_audit_outcome_v2")),
+        "{plan:?}"
+    );
+}

@@ -784,19 +784,19 @@ fn odata_rows(
     value: Vec<serde_json::Map<String, Value>>,
     kind_of: &dyn Fn(&str) -> Option<metadata::PropKind>,
 ) -> Vec<Record> {
-    value
-        .into_iter()
-        .map(|row| {
-            row.into_iter()
-                .filter(|(k, _)| !k.starts_with('@'))
-                .map(|(k, v)| {
-                    let kind = kind_of(&k);
-                    let v = value::odata_value(&k, kind, v);
-                    (k, v)
-                })
-                .collect()
-        })
-        .collect()
+    // Normalised in place: the parsed maps are reused, not rebuilt.
+    let mut rows = value;
+    for row in &mut rows {
+        row.retain(|k, _| !k.starts_with('@'));
+        for (k, v) in row.iter_mut() {
+            if matches!(v, Value::Null) {
+                continue;
+            }
+            let raw = std::mem::take(v);
+            *v = value::odata_value(k, kind_of(k), raw);
+        }
+    }
+    rows
 }
 
 /// Entry points for the fuzz targets (`fuzz/`) and the corpus replay tests: the private

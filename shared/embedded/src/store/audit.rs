@@ -96,11 +96,18 @@ impl AuditLog for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db
             .run("by_outcome", move |conn| {
+                // The outcome index leaves `queued` rows out (see the schema): the extra term
+                // lets SQLite use it; `queued` rows are found by a scan.
+                let query = if outcome == SyncOutcome::Queued {
+                    "SELECT entry FROM mlc_audit WHERE outcome = ?1 AND at >= ?2
+                     ORDER BY at, seq LIMIT ?3"
+                } else {
+                    "SELECT entry FROM mlc_audit
+                     WHERE outcome = ?1 AND at >= ?2 AND outcome <> 'queued'
+                     ORDER BY at, seq LIMIT ?3"
+                };
                 let rows = conn
-                    .prepare_cached(
-                        "SELECT entry FROM mlc_audit WHERE outcome = ?1 AND at >= ?2
-                         ORDER BY at, seq LIMIT ?3",
-                    )
+                    .prepare_cached(query)
                     .and_then(|mut s| {
                         s.query_map(params![outcome.as_str(), since, limit], |r| r.get(0))?
                             .collect::<rusqlite::Result<Vec<String>>>()

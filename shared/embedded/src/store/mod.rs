@@ -19,7 +19,7 @@ use crate::error::Result;
 /// stored order-preserving (see `db::u64_key`) so SQL compares them like `SourceVersion` does.
 const SCHEMA: Schema = Schema {
     component: "store",
-    version: 1,
+    version: 2,
     ddl: "
 CREATE TABLE IF NOT EXISTS mlc_flow (
     flow             TEXT PRIMARY KEY,
@@ -66,9 +66,15 @@ CREATE TABLE IF NOT EXISTS mlc_audit (
     at         INTEGER NOT NULL,
     entry      TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS mlc_audit_record ON mlc_audit (flow, record_key, at, seq);
 CREATE INDEX IF NOT EXISTS mlc_audit_key ON mlc_audit (record_key, at, seq);
-CREATE INDEX IF NOT EXISTS mlc_audit_outcome ON mlc_audit (outcome, at, seq);
+-- Version 2: every poll appends one `queued` row per changed record, so each index on the
+-- audit table is paid per record polled. A record's history is found through its key (the flow
+-- is filtered among its few rows), and `queued` rows, the bulk of the table, are left out of
+-- the outcome index: it serves the lookups of failures and dead letters.
+DROP INDEX IF EXISTS mlc_audit_record;
+DROP INDEX IF EXISTS mlc_audit_outcome;
+CREATE INDEX IF NOT EXISTS mlc_audit_outcome_v2 ON mlc_audit (outcome, at, seq)
+    WHERE outcome <> 'queued';
 CREATE TRIGGER IF NOT EXISTS mlc_audit_append_only BEFORE UPDATE ON mlc_audit
 BEGIN
     SELECT RAISE(ABORT, 'audit entries are append-only');
