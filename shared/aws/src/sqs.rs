@@ -268,7 +268,7 @@ pub fn message_group_of_lambda_record(record: &aws_lambda_events::sqs::SqsMessag
 
 #[async_trait]
 impl Queue for SqsQueue {
-    async fn send_encoded(&self, batches: &[EncodedBatch]) -> PortResult<()> {
+    async fn send_encoded(&self, batches: Vec<EncodedBatch>) -> PortResult<()> {
         // Encode everything first: a batch that cannot fit fails the call before anything is
         // sent.
         let mut encoded = Vec::with_capacity(batches.len());

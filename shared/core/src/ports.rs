@@ -238,12 +238,12 @@ pub trait Queue: Send + Sync {
             .map(EncodedBatch::encode)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| PortError::permanent("cannot encode change batch", e))?;
-        self.send_encoded(&encoded).await
+        self.send_encoded(encoded).await
     }
 
-    /// [`Queue::send`] for batches serialised already (the poll serialises each event once).
-    /// Same contract: all or an error.
-    async fn send_encoded(&self, batches: &[EncodedBatch]) -> PortResult<()>;
+    /// [`Queue::send`] for batches serialised already (the poll serialises each event once);
+    /// owned, so their bodies move into storage without a copy. Same contract: all or an error.
+    async fn send_encoded(&self, batches: Vec<EncodedBatch>) -> PortResult<()>;
 
     /// Receives up to `max` messages, hidden for `visibility`.
     async fn receive(&self, max: usize, visibility: Duration) -> PortResult<Vec<Delivery>>;

@@ -38,7 +38,11 @@ impl std::fmt::Debug for Handle {
 pub(crate) struct Schema {
     pub component: &'static str,
     pub version: i64,
+    /// The current schema, idempotent (`IF NOT EXISTS`): creates a new file whole.
     pub ddl: &'static str,
+    /// Steps that bring an older file up, as (version that introduced it, SQL): run in order,
+    /// before `ddl`, on a file whose recorded version is below theirs.
+    pub migrations: &'static [(i64, &'static str)],
 }
 
 impl Handle {
@@ -172,8 +176,13 @@ fn apply_schema(conn: &mut Connection, schema: &Schema) -> std::result::Result<(
             return Err(SchemaError::TooNew(found));
         }
     }
-    // The DDL is written to bring any older version up (`IF NOT EXISTS`, `DROP … IF EXISTS`):
-    // store version 2 only changed audit indexes.
+    if let Some(found) = found {
+        for (introduced, sql) in schema.migrations {
+            if found < *introduced {
+                tx.execute_batch(sql)?;
+            }
+        }
+    }
     tx.execute_batch(schema.ddl)?;
     tx.execute(
         "INSERT INTO mlc_schema (component, version) VALUES (?1, ?2)

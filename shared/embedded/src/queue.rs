@@ -39,6 +39,7 @@ pub const DEFAULT_QUEUE: &str = "default";
 const SCHEMA: Schema = Schema {
     component: "queue",
     version: 1,
+    migrations: &[],
     ddl: "
 CREATE TABLE IF NOT EXISTS mlc_queue (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -337,7 +338,7 @@ struct Encoded {
 }
 
 /// Refuses what SQS would refuse: a body over the message limit.
-fn checked(b: &EncodedBatch) -> PortResult<Encoded> {
+fn checked(b: EncodedBatch) -> PortResult<Encoded> {
     if b.json.len() > MAX_MESSAGE_BYTES {
         return Err(PortError::invalid(format!(
             "change batch of stream {} is {} bytes, over the {MAX_MESSAGE_BYTES}-byte \
@@ -348,27 +349,27 @@ fn checked(b: &EncodedBatch) -> PortResult<Encoded> {
         )));
     }
     Ok(Encoded {
-        stream: b.stream.clone(),
-        dedup_id: b.dedup_id.clone(),
-        body: b.json.clone(),
+        stream: b.stream,
+        dedup_id: b.dedup_id,
+        body: b.json,
     })
 }
 
 fn encode(batch: &ChangeBatch) -> PortResult<Encoded> {
     let e = EncodedBatch::encode(batch)
         .map_err(|e| PortError::permanent("cannot encode change batch", e))?;
-    checked(&e)
+    checked(e)
 }
 
 #[async_trait]
 impl Queue for SqliteQueue {
-    async fn send_encoded(&self, batches: &[EncodedBatch]) -> PortResult<()> {
+    async fn send_encoded(&self, batches: Vec<EncodedBatch>) -> PortResult<()> {
         if batches.is_empty() {
             return Ok(());
         }
         // Every size is checked before anything is stored.
         let encoded = batches
-            .iter()
+            .into_iter()
             .map(checked)
             .collect::<PortResult<Vec<_>>>()?;
         let queue = self.name.clone();

@@ -230,16 +230,43 @@ fn reopening_keeps_data_and_schema() {
 async fn version_1_files_get_the_lean_audit_indexes_and_failures_use_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("store.sqlite");
-    drop(SqliteStore::open(&path).expect("create"));
-    // Put the file back to what version 1 left: its two audit indexes, version 1.
+    let entry = |key: &str, outcome: SyncOutcome| AuditEntry {
+        flow: "f".into(),
+        entity: Entity::ArInvoice,
+        key: key.into(),
+        poll_id: "f:1".into(),
+        polled_at: t0(),
+        version: sv(1, Some(7)),
+        content_hash: "h".into(),
+        destination: "salesforce".into(),
+        destination_ids: BTreeMap::new(),
+        outcome,
+        attempt: 1,
+        at: t0(),
+        error_chain: Vec::new(),
+    };
+    // A file as version 1 wrote it: the audit table without its columns, two more indexes,
+    // and one entry kept whole as JSON.
+    let old = entry("OLD", SyncOutcome::Created);
     let raw = rusqlite::Connection::open(&path).expect("raw open");
     raw.execute_batch(
-        "DROP INDEX mlc_audit_outcome_v2;
+        "CREATE TABLE mlc_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL);
+         INSERT INTO mlc_schema VALUES ('store', 1);
+         CREATE TABLE mlc_audit (
+             seq INTEGER PRIMARY KEY AUTOINCREMENT, flow TEXT NOT NULL, entity TEXT NOT NULL,
+             record_key TEXT NOT NULL, outcome TEXT NOT NULL, at INTEGER NOT NULL,
+             entry TEXT NOT NULL);
          CREATE INDEX mlc_audit_record ON mlc_audit (flow, record_key, at, seq);
-         CREATE INDEX mlc_audit_outcome ON mlc_audit (outcome, at, seq);
-         UPDATE mlc_schema SET version = 1 WHERE component = 'store';",
+         CREATE INDEX mlc_audit_key ON mlc_audit (record_key, at, seq);
+         CREATE INDEX mlc_audit_outcome ON mlc_audit (outcome, at, seq);",
     )
-    .expect("downgrade");
+    .expect("version 1 schema");
+    raw.execute(
+        "INSERT INTO mlc_audit (flow, entity, record_key, outcome, at, entry)
+         VALUES ('f', 'ArInvoice', 'OLD', 'created', 0, ?1)",
+        [serde_json::to_string(&old).expect("json")],
+    )
+    .expect("version 1 row");
     drop(raw);
 
     let s = SqliteStore::open(&path).expect("upgrade");
@@ -258,21 +285,8 @@ async fn version_1_files_get_the_lean_audit_indexes_and_failures_use_one() {
         .expect("indexes");
     assert_eq!(indexes, ["mlc_audit_key", "mlc_audit_outcome_v2"]);
 
-    let entry = |key: &str, outcome: SyncOutcome| AuditEntry {
-        flow: "f".into(),
-        entity: Entity::ArInvoice,
-        key: key.into(),
-        poll_id: "f:1".into(),
-        polled_at: t0(),
-        version: sv(1, None),
-        content_hash: "h".into(),
-        destination: "salesforce".into(),
-        destination_ids: BTreeMap::new(),
-        outcome,
-        attempt: 1,
-        at: t0(),
-        error_chain: Vec::new(),
-    };
+    assert_eq!(s.history(Some("f"), "OLD").await.expect("old"), [old]);
+
     let entries: Vec<AuditEntry> = (0..20)
         .map(|i| {
             let outcome = if i % 5 == 0 {
@@ -295,6 +309,21 @@ async fn version_1_files_get_the_lean_audit_indexes_and_failures_use_one() {
         .await
         .expect("queued");
     assert_eq!(queued.len(), 16);
+    assert_eq!(queued[0], entries[1]);
+    // Destination ids and an error chain round-trip through the extras column.
+    let mut rich = entry("RICH", SyncOutcome::FailedRetryable);
+    rich.destination_ids
+        .insert("salesforce".into(), "006XX".into());
+    rich.error_chain.push(mlc_core::ErrorLink {
+        status: Some(503),
+        code: Some("SERVER_UNAVAILABLE".into()),
+        message: "try later".into(),
+        request_id: None,
+    });
+    s.append(std::slice::from_ref(&rich))
+        .await
+        .expect("append rich");
+    assert_eq!(s.history(None, "RICH").await.expect("rich"), [rich]);
     // The failure lookup reads the partial index, not the whole table.
     let plan: Vec<String> = raw
         .prepare(

@@ -646,7 +646,7 @@ impl PollRun<'_> {
         }
         report.messages += batches.len();
         report.queued += marks.len();
-        self.rt.queue.send_encoded(&batches).await?;
+        self.rt.queue.send_encoded(batches).await?;
         self.rt.state.mark_sent(&marks).await?;
         self.rt.audit.append(&audit).await?;
         Ok(())

@@ -1,18 +1,152 @@
-//! The audit log: append-only rows (a trigger refuses updates), the whole entry kept as JSON
-//! beside the columns it is queried by.
+//! The audit log: append-only rows (a trigger refuses updates). An entry is kept in columns;
+//! only destination ids and the error chain, when there are any, go to the `entry` column as
+//! JSON. A poll appends one row per changed record, so a lean row is most of its write cost.
+//! Rows of store version 1 (the whole entry as JSON) are still read.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mlc_core::ports::AuditLog;
-use mlc_core::{AuditEntry, PortResult, SyncOutcome};
-use rusqlite::params;
+use mlc_core::{AuditEntry, Entity, ErrorLink, PortError, PortResult, SourceVersion, SyncOutcome};
+use rusqlite::{params, Row};
+use serde::{Deserialize, Serialize};
 
 use super::SqliteStore;
-use crate::db::{from_json, time, to_json, write_tx};
+use crate::db::{from_json, time, time_from, to_json, u64_from_key, u64_key, write_tx};
 use crate::error::sql;
 
-fn decode(rows: Vec<String>) -> PortResult<Vec<AuditEntry>> {
-    rows.iter().map(|s| from_json(s, "audit entry")).collect()
+/// What the columns do not hold.
+#[derive(Serialize, Deserialize, Default)]
+struct Extras {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    destination_ids: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    error_chain: Vec<ErrorLink>,
+}
+
+/// The columns every query selects, in [`StoredRow`] order.
+const COLUMNS: &str = "entry, flow, entity, record_key, outcome, at, poll_id, polled_at, \
+                       version_seq, version_rv, content_hash, destination, attempt";
+
+/// One stored row, as read.
+struct StoredRow {
+    entry: String,
+    flow: String,
+    entity: String,
+    key: String,
+    outcome: String,
+    at: i64,
+    poll_id: Option<String>,
+    polled_at: Option<i64>,
+    version_seq: Option<i64>,
+    version_rv: Option<i64>,
+    content_hash: Option<String>,
+    destination: Option<String>,
+    attempt: Option<i64>,
+}
+
+fn stored_row(r: &Row<'_>) -> rusqlite::Result<StoredRow> {
+    Ok(StoredRow {
+        entry: r.get(0)?,
+        flow: r.get(1)?,
+        entity: r.get(2)?,
+        key: r.get(3)?,
+        outcome: r.get(4)?,
+        at: r.get(5)?,
+        poll_id: r.get(6)?,
+        polled_at: r.get(7)?,
+        version_seq: r.get(8)?,
+        version_rv: r.get(9)?,
+        content_hash: r.get(10)?,
+        destination: r.get(11)?,
+        attempt: r.get(12)?,
+    })
+}
+
+fn decode_row(row: StoredRow) -> PortResult<AuditEntry> {
+    let (Some(poll_id), Some(polled_at), Some(seq)) = (row.poll_id, row.polled_at, row.version_seq)
+    else {
+        // A version 1 row: the whole entry is its JSON.
+        return from_json(&row.entry, "audit entry");
+    };
+    let corrupt = |what: &str| PortError::invalid(format!("stored audit row has {what}"));
+    let extras: Extras = if row.entry.is_empty() {
+        Extras::default()
+    } else {
+        from_json(&row.entry, "audit extras")?
+    };
+    Ok(AuditEntry {
+        flow: row.flow,
+        entity: Entity::from_str(&row.entity)
+            .map_err(|_| corrupt(&format!("an unknown entity {:?}", row.entity)))?,
+        key: row.key,
+        poll_id,
+        polled_at: time_from(polled_at),
+        version: SourceVersion {
+            poll_seq: u64_from_key(seq),
+            row_version: row.version_rv.map(u64_from_key),
+        },
+        content_hash: row.content_hash.unwrap_or_default(),
+        destination: row.destination.unwrap_or_default(),
+        destination_ids: extras.destination_ids,
+        outcome: SyncOutcome::parse(&row.outcome)
+            .ok_or_else(|| corrupt(&format!("an unknown outcome {:?}", row.outcome)))?,
+        attempt: row.attempt.and_then(|a| u32::try_from(a).ok()).unwrap_or(0),
+        at: time_from(row.at),
+        error_chain: extras.error_chain,
+    })
+}
+
+fn decode(rows: Vec<StoredRow>) -> PortResult<Vec<AuditEntry>> {
+    rows.into_iter().map(decode_row).collect()
+}
+
+/// An entry as bound to the insert.
+struct NewRow {
+    flow: String,
+    entity: &'static str,
+    key: String,
+    outcome: &'static str,
+    at: i64,
+    extras: String,
+    poll_id: String,
+    polled_at: i64,
+    version_seq: i64,
+    version_rv: Option<i64>,
+    content_hash: String,
+    destination: String,
+    attempt: u32,
+}
+
+fn new_row(e: &AuditEntry) -> PortResult<NewRow> {
+    let extras = if e.destination_ids.is_empty() && e.error_chain.is_empty() {
+        String::new()
+    } else {
+        to_json(
+            &Extras {
+                destination_ids: e.destination_ids.clone(),
+                error_chain: e.error_chain.clone(),
+            },
+            "audit extras",
+        )?
+    };
+    Ok(NewRow {
+        flow: e.flow.clone(),
+        entity: e.entity.as_str(),
+        key: e.key.clone(),
+        outcome: e.outcome.as_str(),
+        at: time(e.at)?,
+        extras,
+        poll_id: e.poll_id.clone(),
+        polled_at: time(e.polled_at)?,
+        version_seq: u64_key(e.version.poll_seq),
+        version_rv: e.version.row_version.map(u64_key),
+        content_hash: e.content_hash.clone(),
+        destination: e.destination.clone(),
+        attempt: e.attempt,
+    })
 }
 
 #[async_trait]
@@ -24,16 +158,7 @@ impl AuditLog for SqliteStore {
         // Encode before going to the blocking thread: the rows carry only what SQL needs.
         let rows = entries
             .iter()
-            .map(|e| {
-                Ok((
-                    e.flow.clone(),
-                    e.entity.as_str(),
-                    e.key.clone(),
-                    e.outcome.as_str(),
-                    time(e.at)?,
-                    to_json(e, "audit entry")?,
-                ))
-            })
+            .map(new_row)
             .collect::<PortResult<Vec<_>>>()?;
         self.db
             .run("append", move |conn| {
@@ -41,13 +166,29 @@ impl AuditLog for SqliteStore {
                 {
                     let mut stmt = tx
                         .prepare_cached(
-                            "INSERT INTO mlc_audit (flow, entity, record_key, outcome, at, entry)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            "INSERT INTO mlc_audit (flow, entity, record_key, outcome, at, entry,
+                                 poll_id, polled_at, version_seq, version_rv, content_hash,
+                                 destination, attempt)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                         )
                         .map_err(sql("append audit"))?;
-                    for (flow, entity, key, outcome, at, entry) in &rows {
-                        stmt.execute(params![flow, entity, key, outcome, at, entry])
-                            .map_err(sql("append audit"))?;
+                    for r in &rows {
+                        stmt.execute(params![
+                            r.flow,
+                            r.entity,
+                            r.key,
+                            r.outcome,
+                            r.at,
+                            r.extras,
+                            r.poll_id,
+                            r.polled_at,
+                            r.version_seq,
+                            r.version_rv,
+                            r.content_hash,
+                            r.destination,
+                            r.attempt,
+                        ])
+                        .map_err(sql("append audit"))?;
                     }
                 }
                 tx.commit().map_err(sql("commit audit"))?;
@@ -63,21 +204,22 @@ impl AuditLog for SqliteStore {
             .run("history", move |conn| {
                 let rows = match &flow {
                     Some(flow) => conn
-                        .prepare_cached(
-                            "SELECT entry FROM mlc_audit WHERE flow = ?1 AND record_key = ?2
-                             ORDER BY at, seq",
-                        )
+                        .prepare_cached(&format!(
+                            "SELECT {COLUMNS} FROM mlc_audit WHERE flow = ?1 AND record_key = ?2
+                                 ORDER BY at, seq"
+                        ))
                         .and_then(|mut s| {
-                            s.query_map(params![flow, key], |r| r.get(0))?
-                                .collect::<rusqlite::Result<Vec<String>>>()
+                            s.query_map(params![flow, key], stored_row)?
+                                .collect::<rusqlite::Result<Vec<_>>>()
                         }),
                     None => conn
-                        .prepare_cached(
-                            "SELECT entry FROM mlc_audit WHERE record_key = ?1 ORDER BY at, seq",
-                        )
+                        .prepare_cached(&format!(
+                            "SELECT {COLUMNS} FROM mlc_audit WHERE record_key = ?1
+                                 ORDER BY at, seq"
+                        ))
                         .and_then(|mut s| {
-                            s.query_map(params![key], |r| r.get(0))?
-                                .collect::<rusqlite::Result<Vec<String>>>()
+                            s.query_map(params![key], stored_row)?
+                                .collect::<rusqlite::Result<Vec<_>>>()
                         }),
                 }
                 .map_err(sql("history"))?;
@@ -99,18 +241,22 @@ impl AuditLog for SqliteStore {
                 // The outcome index leaves `queued` rows out (see the schema): the extra term
                 // lets SQLite use it; `queued` rows are found by a scan.
                 let query = if outcome == SyncOutcome::Queued {
-                    "SELECT entry FROM mlc_audit WHERE outcome = ?1 AND at >= ?2
-                     ORDER BY at, seq LIMIT ?3"
+                    format!(
+                        "SELECT {COLUMNS} FROM mlc_audit WHERE outcome = ?1 AND at >= ?2
+                         ORDER BY at, seq LIMIT ?3"
+                    )
                 } else {
-                    "SELECT entry FROM mlc_audit
-                     WHERE outcome = ?1 AND at >= ?2 AND outcome <> 'queued'
-                     ORDER BY at, seq LIMIT ?3"
+                    format!(
+                        "SELECT {COLUMNS} FROM mlc_audit
+                         WHERE outcome = ?1 AND at >= ?2 AND outcome <> 'queued'
+                         ORDER BY at, seq LIMIT ?3"
+                    )
                 };
                 let rows = conn
-                    .prepare_cached(query)
+                    .prepare_cached(&query)
                     .and_then(|mut s| {
-                        s.query_map(params![outcome.as_str(), since, limit], |r| r.get(0))?
-                            .collect::<rusqlite::Result<Vec<String>>>()
+                        s.query_map(params![outcome.as_str(), since, limit], stored_row)?
+                            .collect::<rusqlite::Result<Vec<_>>>()
                     })
                     .map_err(sql("by_outcome"))?;
                 decode(rows)

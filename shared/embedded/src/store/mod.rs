@@ -20,6 +20,7 @@ use crate::error::Result;
 const SCHEMA: Schema = Schema {
     component: "store",
     version: 2,
+    migrations: &[(2, AUDIT_COLUMNS_V2)],
     ddl: "
 CREATE TABLE IF NOT EXISTS mlc_flow (
     flow             TEXT PRIMARY KEY,
@@ -58,13 +59,20 @@ CREATE TABLE IF NOT EXISTS mlc_record_state (
 CREATE INDEX IF NOT EXISTS mlc_record_state_open
     ON mlc_record_state (flow, entity) WHERE is_open = 1;
 CREATE TABLE IF NOT EXISTS mlc_audit (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    flow       TEXT NOT NULL,
-    entity     TEXT NOT NULL,
-    record_key TEXT NOT NULL,
-    outcome    TEXT NOT NULL,
-    at         INTEGER NOT NULL,
-    entry      TEXT NOT NULL
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    flow         TEXT NOT NULL,
+    entity       TEXT NOT NULL,
+    record_key   TEXT NOT NULL,
+    outcome      TEXT NOT NULL,
+    at           INTEGER NOT NULL,
+    entry        TEXT NOT NULL,
+    poll_id      TEXT,
+    polled_at    INTEGER,
+    version_seq  INTEGER,
+    version_rv   INTEGER,
+    content_hash TEXT,
+    destination  TEXT,
+    attempt      INTEGER
 );
 CREATE INDEX IF NOT EXISTS mlc_audit_key ON mlc_audit (record_key, at, seq);
 -- Version 2: every poll appends one `queued` row per changed record, so each index on the
@@ -87,6 +95,19 @@ CREATE TABLE IF NOT EXISTS mlc_budget (
 ) WITHOUT ROWID;
 ",
 };
+
+/// Version 2 keeps an audit entry in columns; `entry` holds only what columns cannot (destination
+/// ids, error chain) as JSON, or nothing. Version 1 rows (whole entry as JSON, these columns
+/// null) are still read.
+const AUDIT_COLUMNS_V2: &str = "
+ALTER TABLE mlc_audit ADD COLUMN poll_id TEXT;
+ALTER TABLE mlc_audit ADD COLUMN polled_at INTEGER;
+ALTER TABLE mlc_audit ADD COLUMN version_seq INTEGER;
+ALTER TABLE mlc_audit ADD COLUMN version_rv INTEGER;
+ALTER TABLE mlc_audit ADD COLUMN content_hash TEXT;
+ALTER TABLE mlc_audit ADD COLUMN destination TEXT;
+ALTER TABLE mlc_audit ADD COLUMN attempt INTEGER;
+";
 
 /// The local store: implements [`mlc_core::ports::WatermarkStore`],
 /// [`mlc_core::ports::RecordStateStore`], [`mlc_core::ports::AuditLog`] and
