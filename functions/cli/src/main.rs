@@ -9,11 +9,6 @@
 //! - 3: finished, but records were dead-lettered or the demo did not converge;
 //! - 4: a credential or endpoint check failed (`ping`).
 
-// mimalloc: fewer CPU cycles per allocation than glibc for the per-record allocations of a
-// poll or a sink pass.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod app;
 mod commands;
 mod daemon;

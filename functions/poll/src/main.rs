@@ -4,11 +4,6 @@
 //! Returns the poll report; a second concurrent invocation for the flow returns
 //! `"skipped": true`. Everything else lives in `mlc-lambda`.
 
-// mimalloc: fewer CPU cycles per allocation than glibc for the per-record allocations of a
-// poll or a sink pass.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use mlc_lambda::{flow_of_event, poll_handler, LambdaContext};
 use serde_json::Value;

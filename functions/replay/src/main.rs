@@ -4,11 +4,6 @@
 //! ["100045"], "limit": 500, "dry_run": true}` (every field optional). Returns a summary per
 //! destination. Everything else lives in `mlc-lambda`.
 
-// mimalloc: fewer CPU cycles per allocation than glibc for the per-record allocations of a
-// poll or a sink pass.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use mlc_lambda::{replay_handler, LambdaContext, ReplayEvent};
 

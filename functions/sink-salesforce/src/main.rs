@@ -3,11 +3,6 @@
 //! Event: SQS (FIFO, at most 10 messages); response: `ReportBatchItemFailures` at message
 //! level, with retry delays set on the queue. Everything else lives in `mlc-lambda`.
 
-// mimalloc: fewer CPU cycles per allocation than glibc for the per-record allocations of a
-// poll or a sink pass.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use mlc_lambda::{sink_handler, LambdaContext, Target};

@@ -1,11 +1,6 @@
 //! `trigger` Lambda function: `POST /flows/{flow}/sync` on the function URL, signed with the
 //! flow's trigger secret, starts a poll of that flow now (see `mlc_trigger_fn`).
 
-// mimalloc: fewer CPU cycles per allocation than glibc for the per-record allocations of a
-// poll or a sink pass.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::time::Duration;
 
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;

@@ -85,11 +85,6 @@ impl Handle {
         // write is an idempotent upsert under a version check. FULL would fsync every commit.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err("set synchronous"))?;
-        // Checkpoint every 8,192 pages (32 MiB of WAL) rather than SQLite's 1,000: a poll writes
-        // the same index pages over and over, and each checkpoint copies a page once however
-        // often it changed since the last one. Readers stay fast at that size.
-        conn.pragma_update(None, "wal_autocheckpoint", 8192)
-            .map_err(err("set wal_autocheckpoint"))?;
         conn.set_prepared_statement_cache_capacity(64);
         apply_schema(&mut conn, schema).map_err(|e| match e {
             SchemaError::Sql(source) => Error::Sqlite {

@@ -15,11 +15,6 @@
 //! Module map: `common` (state, secrets, /proc figures), `poll`, `salesforce`, `monday`,
 //! `report`.
 
-// mimalloc: fewer CPU cycles per allocation than glibc for the per-record allocations of a
-// poll or a sink pass.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod common;
 mod monday;
 mod poll;
