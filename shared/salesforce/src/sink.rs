@@ -886,19 +886,24 @@ impl SalesforceSink {
             if w.acct_ids.contains_key(&w.opps[o].customer) {
                 second.push(o);
             } else {
-                let f = Failure::retryable(format!(
-                    "{}/{}/{}: the Account of customer {} is not known yet",
-                    self.flow,
-                    Entity::ArInvoice,
-                    w.opps[o].ext,
-                    w.opps[o].customer
-                ));
-                let inputs = w.opps[o].inputs.clone();
-                w.set(&inputs, failed(true, f));
+                self.wait_for_account(w, o);
             }
         }
         let units = Self::chunk_units(second, Unit::Opp);
         self.run_units(w, units).await
+    }
+
+    /// An invoice whose Account has no Id yet waits for a later pass (retryable).
+    fn wait_for_account(&self, w: &mut Work, o: usize) {
+        let f = Failure::retryable(format!(
+            "{}/{}/{}: the Account of customer {} is not known yet",
+            self.flow,
+            Entity::ArInvoice,
+            w.opps[o].ext,
+            w.opps[o].customer
+        ));
+        let inputs = w.opps[o].inputs.clone();
+        w.set(&inputs, failed(true, f));
     }
 
     async fn write_bulk(&self, w: &mut Work) -> Result<()> {
@@ -996,15 +1001,7 @@ impl SalesforceSink {
                 {
                     ready.push(o);
                 } else {
-                    let f = Failure::retryable(format!(
-                        "{}/{}/{}: the Account of customer {} is not known yet",
-                        self.flow,
-                        Entity::ArInvoice,
-                        w.opps[o].ext,
-                        w.opps[o].customer
-                    ));
-                    let inputs = w.opps[o].inputs.clone();
-                    w.set(&inputs, failed(true, f));
+                    self.wait_for_account(w, o);
                 }
             }
             return self.run_units(w, Self::chunk_units(ready, Unit::Opp)).await;
