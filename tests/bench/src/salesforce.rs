@@ -30,7 +30,7 @@ const STAGES: [(&str, &str); 4] = [
 ];
 
 /// The demo's Salesforce flow (customers by rowversion, invoices as open items), with the
-/// default `bulk_threshold` (2,000) and batch settings.
+/// default `bulk_threshold` (5,000) and batch settings.
 fn flow_toml(syspro: &str, sf: &str, terms: &str) -> String {
     let stage_map: Vec<String> = STAGES.iter().map(|(k, v)| format!("{k} = {v:?}")).collect();
     format!(
