@@ -31,17 +31,22 @@ pub fn encode_body(batch: &ChangeBatch) -> Result<String> {
         message: "cannot encode change batch".into(),
         source: Some(Box::new(e)),
     })?;
-    encoded_body(&encoded)
+    encoded_body(encoded)
 }
 
 /// [`encode_body`] for a batch serialised already.
-pub fn encoded_body(batch: &EncodedBatch) -> Result<String> {
-    let json = &batch.json;
+pub fn encoded_body(batch: EncodedBatch) -> Result<String> {
+    let EncodedBatch {
+        stream,
+        events,
+        json,
+        ..
+    } = batch;
     let json = if json.contains(['\u{FFFE}', '\u{FFFF}']) {
         json.replace('\u{FFFE}', "\\ufffe")
             .replace('\u{FFFF}', "\\uffff")
     } else {
-        json.clone()
+        json
     };
     if json.len() <= SQS_MAX_MESSAGE_BYTES {
         return Ok(json);
@@ -60,8 +65,8 @@ pub fn encoded_body(batch: &EncodedBatch) -> Result<String> {
     );
     if body.len() > SQS_MAX_MESSAGE_BYTES {
         return Err(Error::TooLarge {
-            stream: batch.stream.clone(),
-            events: batch.events,
+            stream,
+            events,
             bytes: body.len(),
             limit: SQS_MAX_MESSAGE_BYTES,
         });

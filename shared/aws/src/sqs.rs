@@ -272,14 +272,17 @@ impl Queue for SqsQueue {
         // Encode everything first: a batch that cannot fit fails the call before anything is
         // sent.
         let mut encoded = Vec::with_capacity(batches.len());
-        for (i, b) in batches.iter().enumerate() {
+        for (i, b) in batches.into_iter().enumerate() {
+            let group = message_group_id(&b.stream);
+            let dedup_id = b.dedup_id.clone();
+            // The body moves into the request: no copy of up to 256 KiB per message.
             let body = encoded_body(b).map_err(PortError::from)?;
-            encoded.push((i, b, body));
+            encoded.push((i, group, dedup_id, body));
         }
         // Calls of at most 10 entries and 256 KiB of bodies, in order.
         let mut call: Vec<(SendMessageBatchRequestEntry, usize)> = Vec::new();
         let mut call_bytes = 0;
-        for (i, b, body) in encoded {
+        for (i, group, dedup_id, body) in encoded {
             if !call.is_empty()
                 && (call.len() >= SEND_BATCH_MAX || call_bytes + body.len() > SQS_MAX_MESSAGE_BYTES)
             {
@@ -290,8 +293,8 @@ impl Queue for SqsQueue {
             let entry = SendMessageBatchRequestEntry::builder()
                 .id(format!("m{i}"))
                 .message_body(body)
-                .message_group_id(message_group_id(&b.stream))
-                .message_deduplication_id(&b.dedup_id)
+                .message_group_id(group)
+                .message_deduplication_id(dedup_id)
                 .build()
                 .map_err(|e| PortError::permanent("building SendMessageBatch entry", e))?;
             call.push((entry, i));

@@ -163,49 +163,6 @@ impl ChangeBatch {
     }
 }
 
-/// Splits events into batches whose JSON stays under `max_bytes` and `max_events`, keeping
-/// order. An event larger than the limit on its own travels alone (the adapter then rejects it
-/// with a clear error rather than losing it silently).
-pub fn pack_batches(
-    flow: &str,
-    stream: &str,
-    events: Vec<ChangeEvent>,
-    max_bytes: usize,
-    max_events: usize,
-) -> Vec<ChangeBatch> {
-    // The exact envelope: `{"flow":…,"stream":…,"events":[` and `]}` (as `pack_encoded`).
-    let overhead = batch_head(flow, stream).len() + 2;
-    let mut out = Vec::new();
-    let mut current: Vec<ChangeEvent> = Vec::new();
-    let mut size = overhead;
-    for e in events {
-        let len =
-            serde_json::to_vec(&e).map(|v| v.len()).unwrap_or(0) + usize::from(!current.is_empty());
-        if !current.is_empty() && (size + len > max_bytes || current.len() >= max_events) {
-            out.push(ChangeBatch {
-                flow: flow.to_string(),
-                stream: stream.to_string(),
-                events: std::mem::take(&mut current),
-                nonce: None,
-            });
-            size = overhead;
-            size += len - 1;
-        } else {
-            size += len;
-        }
-        current.push(e);
-    }
-    if !current.is_empty() {
-        out.push(ChangeBatch {
-            flow: flow.to_string(),
-            stream: stream.to_string(),
-            events: current,
-            nonce: None,
-        });
-    }
-    out
-}
-
 /// The dedup hash of a batch: its flow, stream and nonce first …
 fn dedup_start(flow: &str, stream: &str, nonce: Option<&str>) -> Sha256 {
     let mut h = Sha256::new();
@@ -384,9 +341,10 @@ impl EventEncoder {
     }
 }
 
-/// [`pack_batches`] for encoded events: splits them into batch bodies under `max_bytes` and
-/// `max_events`, in order, computing each batch's dedup id on the way. The bodies decode to the
-/// [`ChangeBatch`]es `pack_batches` would build, with the same dedup ids.
+/// Splits encoded events into batch bodies whose JSON stays under `max_bytes` and `max_events`,
+/// in order, computing each batch's dedup id on the way (the same as [`ChangeBatch::dedup_id`]
+/// of the decoded batch). An event larger than the limit on its own travels alone (the queue
+/// adapter then rejects it with a clear error rather than losing it silently).
 pub fn pack_encoded(
     flow: &str,
     stream: &str,
@@ -469,6 +427,47 @@ mod tests {
             row_version: Some(5),
         };
         assert!(a < b);
+    }
+
+    /// The reference packer: the same splitting over `ChangeEvent`s, serialising each one.
+    fn pack_batches(
+        flow: &str,
+        stream: &str,
+        events: Vec<ChangeEvent>,
+        max_bytes: usize,
+        max_events: usize,
+    ) -> Vec<ChangeBatch> {
+        // The exact envelope: `{"flow":…,"stream":…,"events":[` and `]}` (as `pack_encoded`).
+        let overhead = batch_head(flow, stream).len() + 2;
+        let mut out = Vec::new();
+        let mut current: Vec<ChangeEvent> = Vec::new();
+        let mut size = overhead;
+        for e in events {
+            let len = serde_json::to_vec(&e).map(|v| v.len()).unwrap_or(0)
+                + usize::from(!current.is_empty());
+            if !current.is_empty() && (size + len > max_bytes || current.len() >= max_events) {
+                out.push(ChangeBatch {
+                    flow: flow.to_string(),
+                    stream: stream.to_string(),
+                    events: std::mem::take(&mut current),
+                    nonce: None,
+                });
+                size = overhead;
+                size += len - 1;
+            } else {
+                size += len;
+            }
+            current.push(e);
+        }
+        if !current.is_empty() {
+            out.push(ChangeBatch {
+                flow: flow.to_string(),
+                stream: stream.to_string(),
+                events: current,
+                nonce: None,
+            });
+        }
+        out
     }
 
     fn event(key: &str, poll_seq: u64, note: &str) -> ChangeEvent {

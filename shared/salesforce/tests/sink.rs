@@ -758,8 +758,9 @@ fn jobs_created(org: &OrgHandle) -> usize {
         .count()
 }
 
-#[tokio::test]
-async fn bulk_failures_dead_letter_exactly_the_failed_records() {
+/// 10 customers already synced, and 400 new invoices of theirs for a sink whose
+/// `bulk_threshold` (100) sends them through one Bulk job.
+async fn bulk_of_400() -> (Env, SalesforceSink, Vec<PendingWrite>) {
     let e = env().await;
     sync_customers(&e, 10).await;
     let sink = make_sink(
@@ -776,6 +777,12 @@ async fn bulk_failures_dead_letter_exactly_the_failed_records() {
             )
         })
         .collect();
+    (e, sink, batch)
+}
+
+#[tokio::test]
+async fn bulk_failures_dead_letter_exactly_the_failed_records() {
+    let (e, sink, batch) = bulk_of_400().await;
     let bad = ["C0003|000013|I", "C0007|000217|I", "C0001|000391|I"];
     for b in bad {
         e.org.fail_record(
@@ -815,22 +822,7 @@ async fn bulk_failures_dead_letter_exactly_the_failed_records() {
 
 #[tokio::test]
 async fn bulk_job_stopped_part_way_hands_the_rest_back() {
-    let e = env().await;
-    sync_customers(&e, 10).await;
-    let sink = make_sink(
-        &e.org,
-        e.state.clone(),
-        json!({"bulk_threshold": 100}),
-        "sim-client-secret",
-    );
-    let batch: Vec<PendingWrite> = (0..400)
-        .map(|i| {
-            pw(
-                &e.state,
-                invoice(&format!("C{:04}", i % 10), &format!("{i:06}"), "x"),
-            )
-        })
-        .collect();
+    let (e, sink, batch) = bulk_of_400().await;
     e.org.stop_next_job_after(150);
     e.org.clear_requests();
     let out = sink.write(&batch).await.unwrap();
