@@ -169,6 +169,7 @@ async fn duplicate_keys_in_one_call_are_fine() {
         },
         hash: hash.into(),
         open,
+        polled_at: t0(),
     };
     store
         .mark_sent(&[sent("first", true), sent("last", false)])

@@ -167,6 +167,11 @@ pub trait RecordStateStore: Send + Sync {
     async fn get_many(&self, keys: &[StateKey]) -> PortResult<Vec<(StateKey, RecordState)>>;
 
     /// Records what the poll sent; touches only the poll-side fields.
+    ///
+    /// Each mark is also the record's `queued` audit entry ([`SentMark::queued_entry`]): a store
+    /// that implements [`AuditLog`] too returns it from `history` and `by_outcome`, and the
+    /// poll appends no separate entry. The fact is kept once, so the poll pays one write per
+    /// record instead of two, and the state and the trail cannot disagree.
     async fn mark_sent(&self, marks: &[SentMark]) -> PortResult<()>;
 
     /// Records an applied write; touches only the sink-side fields and merges destination ids.

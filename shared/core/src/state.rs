@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::AuditEntry;
 use crate::entity::Entity;
 use crate::event::SourceVersion;
+use crate::outcome::SyncOutcome;
 
 /// Identity of a record in the state store.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -51,6 +53,9 @@ pub struct RecordState {
 }
 
 /// What the poll records after its batches were accepted by the queue.
+///
+/// A sent mark is also the record's `queued` audit entry ([`SentMark::queued_entry`]): "this
+/// version went on the queue at this poll" is one fact, so stores keep it once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentMark {
     /// The record.
@@ -61,7 +66,34 @@ pub struct SentMark {
     pub hash: String,
     /// Whether it was open.
     pub open: bool,
+    /// When the poll that sent it ran.
+    pub polled_at: DateTime<Utc>,
 }
+
+impl SentMark {
+    /// The audit entry this mark stands for: outcome `queued`, destination `queue`, attempt 0,
+    /// at the poll's time, poll id `{flow}:{poll_seq}`.
+    pub fn queued_entry(&self) -> AuditEntry {
+        AuditEntry {
+            flow: self.key.flow.clone(),
+            entity: self.key.entity,
+            key: self.key.key.clone(),
+            poll_id: format!("{}:{}", self.key.flow, self.version.poll_seq),
+            polled_at: self.polled_at,
+            version: self.version,
+            content_hash: self.hash.clone(),
+            destination: QUEUE_DESTINATION.to_string(),
+            destination_ids: BTreeMap::new(),
+            outcome: SyncOutcome::Queued,
+            attempt: 0,
+            at: self.polled_at,
+            error_chain: Vec::new(),
+        }
+    }
+}
+
+/// The `destination` of audit entries written by the poll and by replays.
+pub const QUEUE_DESTINATION: &str = "queue";
 
 /// What a sink records after a write landed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

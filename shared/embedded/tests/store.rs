@@ -42,6 +42,7 @@ async fn mark_sent_and_get_many_of_20k_in_one_call() {
             version: sv(7, Some(u64::MAX - i)),
             hash: format!("h{i}"),
             open: i % 2 == 0,
+            polled_at: t0(),
         })
         .collect();
     s.mark_sent(&marks).await.expect("mark 20k");
@@ -213,6 +214,7 @@ fn reopening_keeps_data_and_schema() {
             version: sv(3, Some(9)),
             hash: "h".into(),
             open: true,
+            polled_at: t0(),
         }])
         .await
         .expect("mark");
@@ -246,7 +248,8 @@ async fn version_1_files_get_the_lean_audit_indexes_and_failures_use_one() {
         error_chain: Vec::new(),
     };
     // A file as version 1 wrote it: the audit table without its columns, two more indexes,
-    // and one entry kept whole as JSON.
+    // one entry kept whole as JSON, and a record's sent state in the state table (version 3
+    // moves it to the sent log).
     let old = entry("OLD", SyncOutcome::Created);
     let raw = rusqlite::Connection::open(&path).expect("raw open");
     raw.execute_batch(
@@ -258,7 +261,17 @@ async fn version_1_files_get_the_lean_audit_indexes_and_failures_use_one() {
              entry TEXT NOT NULL);
          CREATE INDEX mlc_audit_record ON mlc_audit (flow, record_key, at, seq);
          CREATE INDEX mlc_audit_key ON mlc_audit (record_key, at, seq);
-         CREATE INDEX mlc_audit_outcome ON mlc_audit (outcome, at, seq);",
+         CREATE INDEX mlc_audit_outcome ON mlc_audit (outcome, at, seq);
+         CREATE TABLE mlc_record_state (
+             flow TEXT NOT NULL, entity TEXT NOT NULL, record_key TEXT NOT NULL,
+             sent_hash TEXT, sent_seq INTEGER, sent_rv INTEGER,
+             is_open INTEGER NOT NULL DEFAULT 0, applied_seq INTEGER, applied_rv INTEGER,
+             applied_hash TEXT, destination_ids TEXT NOT NULL DEFAULT '{}', applied_at INTEGER,
+             PRIMARY KEY (flow, entity, record_key)) WITHOUT ROWID;
+         CREATE INDEX mlc_record_state_open ON mlc_record_state (flow, entity) WHERE is_open = 1;
+         -- Versions are stored order-preserving: u64 1 and 7 with the top bit flipped.
+         INSERT INTO mlc_record_state (flow, entity, record_key, sent_hash, sent_seq, sent_rv, is_open)
+             VALUES ('f', 'ArInvoice', 'OLD', 'h-old', -9223372036854775807, -9223372036854775801, 1);",
     )
     .expect("version 1 schema");
     raw.execute(
@@ -278,14 +291,24 @@ async fn version_1_files_get_the_lean_audit_indexes_and_failures_use_one() {
             |r| r.get(0),
         )
         .expect("version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let indexes: Vec<String> = raw
         .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'mlc_audit' ORDER BY name")
         .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
         .expect("indexes");
     assert_eq!(indexes, ["mlc_audit_key", "mlc_audit_outcome_v2"]);
 
+    // The carried-over sent state reads back, and its audit entry is not doubled.
     assert_eq!(s.history(Some("f"), "OLD").await.expect("old"), [old]);
+    let old_key = StateKey::new("f", Entity::ArInvoice, "OLD");
+    let state = s.get_many(&[old_key]).await.expect("old state");
+    assert_eq!(state.len(), 1);
+    assert_eq!(state[0].1.sent_hash.as_deref(), Some("h-old"));
+    assert_eq!(state[0].1.sent_version, Some(sv(1, Some(7))));
+    assert_eq!(
+        s.open_keys("f", Entity::ArInvoice).await.expect("open"),
+        ["OLD"]
+    );
 
     let entries: Vec<AuditEntry> = (0..20)
         .map(|i| {

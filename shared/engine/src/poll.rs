@@ -3,14 +3,13 @@
 //! Under the flow's lease, for each entity in order (masters first): build the change filter
 //! from the watermark, read page by page, derive status and aging, hash each record once, drop
 //! records whose hash equals the last one sent (one batched state read per page), pack the rest
-//! into change batches, send them, record what was sent, audit, and only then advance the
-//! watermark. A crash anywhere before the watermark save re-polls the same window; the queue's
+//! into change batches, send them, record what was sent (the sent marks are the `queued` audit
+//! entries), and only then advance the watermark. A crash anywhere before the watermark save re-polls the same window; the queue's
 //! dedup ids and the sinks' version checks absorb the repeats.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use mlc_core::audit::AuditEntry;
 use mlc_core::config::{ChangeDetection, EntityConfig};
 use mlc_core::entity::derived;
 use mlc_core::event::{pack_encoded, EncodedEvent, EventEncoder, RecordJson};
@@ -18,7 +17,7 @@ use mlc_core::mapping::source_fields;
 use mlc_core::ports::{Source, SourceError};
 use mlc_core::query::{Filter, Literal, Op, SourceQuery};
 use mlc_core::state::{SentMark, StateKey};
-use mlc_core::{Entity, Lease, Record, SourceVersion, SyncOutcome, Watermark, WatermarkValue};
+use mlc_core::{Entity, Lease, Record, SourceVersion, Watermark, WatermarkValue};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
@@ -600,6 +599,7 @@ impl PollRun<'_> {
                 version,
                 hash: json.hash.clone(),
                 open,
+                polled_at: self.polled_at,
             });
             pending
                 .events
@@ -608,7 +608,7 @@ impl PollRun<'_> {
         Ok(open_keys)
     }
 
-    /// Sends buffered events as change batches, then records them as sent and audits them.
+    /// Sends buffered events as change batches, then records them as sent (which audits them).
     async fn flush(&self, pending: &mut Pending, report: &mut EntityPollReport) -> Result<()> {
         if pending.events.is_empty() {
             return Ok(());
@@ -620,11 +620,6 @@ impl PollRun<'_> {
             report.queued += marks.len();
             return Ok(());
         }
-        let poll_id = self.lease.poll_id();
-        let audit: Vec<AuditEntry> = events
-            .iter()
-            .map(|e| queued_entry(&flow.id, &poll_id, self.polled_at, e))
-            .collect();
         // Group by stream, keeping poll order within each.
         let mut streams: Vec<(String, Vec<EncodedEvent>)> = Vec::new();
         for e in events {
@@ -647,32 +642,9 @@ impl PollRun<'_> {
         report.messages += batches.len();
         report.queued += marks.len();
         self.rt.queue.send_encoded(batches).await?;
+        // The marks are the `queued` audit entries too (see `RecordStateStore::mark_sent`).
         self.rt.state.mark_sent(&marks).await?;
-        self.rt.audit.append(&audit).await?;
         Ok(())
-    }
-}
-
-fn queued_entry(
-    flow: &str,
-    poll_id: &str,
-    polled_at: DateTime<Utc>,
-    e: &EncodedEvent,
-) -> AuditEntry {
-    AuditEntry {
-        flow: flow.to_string(),
-        entity: e.entity,
-        key: e.key_id.clone(),
-        poll_id: poll_id.to_string(),
-        polled_at,
-        version: e.version,
-        content_hash: e.content_hash.clone(),
-        destination: "queue".into(),
-        destination_ids: Default::default(),
-        outcome: SyncOutcome::Queued,
-        attempt: 0,
-        at: polled_at,
-        error_chain: Vec::new(),
     }
 }
 

@@ -206,7 +206,7 @@ fn replay_entry(e: &ChangeEvent, now: DateTime<Utc>) -> AuditEntry {
         polled_at: e.polled_at,
         version: e.version,
         content_hash: e.content_hash.clone(),
-        destination: "queue".into(),
+        destination: mlc_core::state::QUEUE_DESTINATION.into(),
         destination_ids: Default::default(),
         outcome: SyncOutcome::Replayed,
         attempt: e.attempt,

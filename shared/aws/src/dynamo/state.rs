@@ -8,15 +8,18 @@
 //! what a sink wrote; the sink's conditional UpdateItem touches only its own item. `open_keys` is
 //! a Query on `begins_with(sk, "p#")` that never reads sink items.
 //!
+//! `mark_sent` also writes each mark's `queued` audit entry to the audit table (see
+//! `RecordStateStore::mark_sent`).
+//!
 //! Versions are stored as sortable strings (see `version_sort_key`), so "applied version < new"
 //! is a plain string comparison in the condition.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
-use mlc_core::ports::RecordStateStore;
+use mlc_core::ports::{AuditLog, RecordStateStore};
 use mlc_core::state::{AppliedMark, SentMark, StateKey};
-use mlc_core::{Entity, PortError, PortResult, RecordState};
+use mlc_core::{AuditEntry, Entity, PortError, PortResult, RecordState};
 
 use super::{
     get_s, get_time, is_conditional_failure, key, parse_version_key, s, time_value,
@@ -120,7 +123,11 @@ impl RecordStateStore for DynamoStore {
                 item
             })
             .collect();
-        self.batch_put(&self.tables.records, items).await
+        self.batch_put(&self.tables.records, items).await?;
+        // The marks are the records' `queued` audit entries: in DynamoDB they are audit items
+        // beside the state items (the audit table's keys and TTL apply to them as to any entry).
+        let entries: Vec<AuditEntry> = marks.iter().map(SentMark::queued_entry).collect();
+        AuditLog::append(self, &entries).await
     }
 
     async fn mark_applied(&self, mark: &AppliedMark) -> PortResult<bool> {

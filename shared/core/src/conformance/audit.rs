@@ -7,7 +7,8 @@ use crate::audit::{AuditEntry, ErrorLink};
 use crate::entity::Entity;
 use crate::event::SourceVersion;
 use crate::outcome::SyncOutcome;
-use crate::ports::AuditLog;
+use crate::ports::{AuditLog, RecordStateStore};
+use crate::state::{SentMark, StateKey};
 
 fn entry(flow: &str, key: &str, outcome: SyncOutcome, secs: i64) -> AuditEntry {
     AuditEntry {
@@ -107,4 +108,74 @@ pub async fn entries_are_append_only(a: &dyn AuditLog) {
     a.append(std::slice::from_ref(&e)).await.expect("append");
     a.append(std::slice::from_ref(&e)).await.expect("append");
     assert_eq!(a.history(Some(&flow), "K").await.expect("h").len(), 2);
+}
+
+/// A sent mark is its record's `queued` audit entry: `history` (with and without the flow) and
+/// `by_outcome` return it in order with what was appended after it, and `get_many` reads the
+/// latest as the record's sent state.
+pub async fn sent_marks_are_queued_entries<S: RecordStateStore + AuditLog>(s: &S) {
+    let flow = flow_id("sent");
+    let key = StateKey::new(flow.clone(), Entity::ArInvoice, "C9|00100077|I");
+    // Far from other cases' times, so `by_outcome` sees only this case's entries of this flow.
+    let at = |secs: i64| t0() + chrono::Duration::seconds(20_000_000 + secs);
+    let mark = |seq: u64, secs: i64| SentMark {
+        key: key.clone(),
+        version: SourceVersion {
+            poll_seq: seq,
+            row_version: Some(seq * 100),
+        },
+        hash: format!("hash-{seq}"),
+        open: seq == 1,
+        polled_at: at(secs),
+    };
+    let (m1, m2) = (mark(1, 0), mark(2, 2));
+    let mut created = entry(&flow, &key.key, SyncOutcome::Created, 0);
+    created.at = at(1);
+    s.mark_sent(std::slice::from_ref(&m1))
+        .await
+        .expect("sent 1");
+    s.append(std::slice::from_ref(&created))
+        .await
+        .expect("append");
+    s.mark_sent(std::slice::from_ref(&m2))
+        .await
+        .expect("sent 2");
+
+    let q1 = m1.queued_entry();
+    assert_eq!(q1.outcome, SyncOutcome::Queued);
+    assert_eq!(q1.poll_id, format!("{flow}:1"));
+    assert_eq!(q1.destination, "queue");
+    assert_eq!(q1.content_hash, "hash-1");
+    let want = vec![q1.clone(), created.clone(), m2.queued_entry()];
+    assert_eq!(s.history(Some(&flow), &key.key).await.expect("h"), want);
+    let all_flows = s.history(None, &key.key).await.expect("h");
+    assert_eq!(all_flows, want);
+
+    let queued: Vec<AuditEntry> = s
+        .by_outcome(SyncOutcome::Queued, at(0), 100_000)
+        .await
+        .expect("by outcome")
+        .into_iter()
+        .filter(|e| e.flow == flow)
+        .collect();
+    assert_eq!(queued, vec![q1, m2.queued_entry()]);
+    let later: Vec<AuditEntry> = s
+        .by_outcome(SyncOutcome::Queued, at(2), 100_000)
+        .await
+        .expect("by outcome")
+        .into_iter()
+        .filter(|e| e.flow == flow)
+        .collect();
+    assert_eq!(later, vec![m2.queued_entry()]);
+
+    let state = s.get_many(std::slice::from_ref(&key)).await.expect("get");
+    assert_eq!(state.len(), 1);
+    assert_eq!(state[0].1.sent_hash.as_deref(), Some("hash-2"));
+    assert_eq!(state[0].1.sent_version, Some(m2.version));
+    assert!(!state[0].1.open);
+    assert!(s
+        .open_keys(&flow, Entity::ArInvoice)
+        .await
+        .expect("open keys")
+        .is_empty());
 }

@@ -132,7 +132,8 @@ macro_rules! state_conformance {
     };
 }
 
-/// Runs every audit-log case.
+/// Runs every audit-log case. `$make` returns a store that is also the record-state store
+/// (sent marks are `queued` entries).
 #[macro_export]
 macro_rules! audit_conformance {
     ($make:expr) => {
@@ -144,6 +145,7 @@ macro_rules! audit_conformance {
                 history_filters_by_flow,
                 by_outcome_since,
                 entries_are_append_only,
+                sent_marks_are_queued_entries,
             ]
         );
     };

@@ -43,6 +43,7 @@ pub async fn sent_and_applied_do_not_clobber(s: &dyn RecordStateStore) {
         version: v(1),
         hash: "h1".into(),
         open: true,
+        polled_at: t0(),
     }])
     .await
     .expect("sent");
@@ -55,6 +56,7 @@ pub async fn sent_and_applied_do_not_clobber(s: &dyn RecordStateStore) {
         version: v(2),
         hash: "h2".into(),
         open: false,
+        polled_at: t0(),
     }])
     .await
     .expect("sent");
@@ -133,6 +135,7 @@ pub async fn open_keys_track_open_flag(s: &dyn RecordStateStore) {
         version: v(1),
         hash: "h".into(),
         open,
+        polled_at: t0(),
     };
     s.mark_sent(&[
         mark("A", true, Entity::ArInvoice),
@@ -159,6 +162,7 @@ pub async fn get_many_large(s: &dyn RecordStateStore) {
             version: v(1),
             hash: format!("h{i}"),
             open: false,
+            polled_at: t0(),
         })
         .collect();
     s.mark_sent(&marks).await.expect("sent");

@@ -13,6 +13,7 @@ use mlc_core::{AuditEntry, Entity, ErrorLink, PortError, PortResult, SourceVersi
 use rusqlite::{params, Row};
 use serde::{Deserialize, Serialize};
 
+use super::state::{sent_row, SentRow, SENT_COLUMNS};
 use super::SqliteStore;
 use crate::db::{from_json, time, time_from, to_json, u64_from_key, u64_key, write_tx};
 use crate::error::sql;
@@ -202,9 +203,10 @@ impl AuditLog for SqliteStore {
         let key = key.to_string();
         self.db
             .run("history", move |conn| {
-                let rows = match &flow {
-                    Some(flow) => conn
-                        .prepare_cached(&format!(
+                let tx = conn.transaction().map_err(sql("begin history"))?;
+                let (rows, sent) = match &flow {
+                    Some(flow) => (
+                        tx.prepare_cached(&format!(
                             "SELECT {COLUMNS} FROM mlc_audit WHERE flow = ?1 AND record_key = ?2
                                  ORDER BY at, seq"
                         ))
@@ -212,8 +214,17 @@ impl AuditLog for SqliteStore {
                             s.query_map(params![flow, key], stored_row)?
                                 .collect::<rusqlite::Result<Vec<_>>>()
                         }),
-                    None => conn
-                        .prepare_cached(&format!(
+                        tx.prepare_cached(&format!(
+                            "SELECT {SENT_COLUMNS} FROM mlc_sent
+                             WHERE flow = ?1 AND record_key = ?2 AND polled_at IS NOT NULL"
+                        ))
+                        .and_then(|mut s| {
+                            s.query_map(params![flow, key], sent_row)?
+                                .collect::<rusqlite::Result<Vec<_>>>()
+                        }),
+                    ),
+                    None => (
+                        tx.prepare_cached(&format!(
                             "SELECT {COLUMNS} FROM mlc_audit WHERE record_key = ?1
                                  ORDER BY at, seq"
                         ))
@@ -221,9 +232,29 @@ impl AuditLog for SqliteStore {
                             s.query_map(params![key], stored_row)?
                                 .collect::<rusqlite::Result<Vec<_>>>()
                         }),
-                }
-                .map_err(sql("history"))?;
-                decode(rows)
+                        // The sent log is keyed by flow first: visit its few flows by skipping
+                        // from one to the next (each step one seek), then seek the key in each.
+                        tx.prepare_cached(&format!(
+                            "WITH RECURSIVE flows(f) AS (
+                                 SELECT min(flow) FROM mlc_sent
+                                 UNION ALL
+                                 SELECT (SELECT min(flow) FROM mlc_sent WHERE flow > flows.f)
+                                 FROM flows WHERE flows.f IS NOT NULL
+                             )
+                             SELECT {SENT_COLUMNS} FROM flows JOIN mlc_sent
+                                 ON mlc_sent.flow = flows.f AND mlc_sent.record_key = ?1
+                             WHERE mlc_sent.polled_at IS NOT NULL"
+                        ))
+                        .and_then(|mut s| {
+                            s.query_map(params![key], sent_row)?
+                                .collect::<rusqlite::Result<Vec<_>>>()
+                        }),
+                    ),
+                };
+                let rows = rows.map_err(sql("history"))?;
+                let sent = sent.map_err(sql("history"))?;
+                tx.commit().map_err(sql("end history"))?;
+                merge(decode(rows)?, sent, usize::MAX)
             })
             .await
     }
@@ -235,11 +266,13 @@ impl AuditLog for SqliteStore {
         limit: usize,
     ) -> PortResult<Vec<AuditEntry>> {
         let since = time(since)?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let max = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db
             .run("by_outcome", move |conn| {
+                let tx = conn.transaction().map_err(sql("begin by_outcome"))?;
                 // The outcome index leaves `queued` rows out (see the schema): the extra term
-                // lets SQLite use it; `queued` rows are found by a scan.
+                // lets SQLite use it. `queued` entries are the sent log's rows (and version 2's
+                // audit rows), found by a scan: an operator's question, not a poll's.
                 let query = if outcome == SyncOutcome::Queued {
                     format!(
                         "SELECT {COLUMNS} FROM mlc_audit WHERE outcome = ?1 AND at >= ?2
@@ -252,15 +285,54 @@ impl AuditLog for SqliteStore {
                          ORDER BY at, seq LIMIT ?3"
                     )
                 };
-                let rows = conn
+                let rows = tx
                     .prepare_cached(&query)
                     .and_then(|mut s| {
-                        s.query_map(params![outcome.as_str(), since, limit], stored_row)?
+                        s.query_map(params![outcome.as_str(), since, max], stored_row)?
                             .collect::<rusqlite::Result<Vec<_>>>()
                     })
                     .map_err(sql("by_outcome"))?;
-                decode(rows)
+                let sent = if outcome == SyncOutcome::Queued {
+                    tx.prepare_cached(&format!(
+                        "SELECT {SENT_COLUMNS} FROM mlc_sent WHERE polled_at >= ?1
+                         ORDER BY polled_at, poll_seq LIMIT ?2"
+                    ))
+                    .and_then(|mut s| {
+                        s.query_map(params![since, max], sent_row)?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .map_err(sql("by_outcome"))?
+                } else {
+                    Vec::new()
+                };
+                tx.commit().map_err(sql("end by_outcome"))?;
+                merge(decode(rows)?, sent, limit)
             })
             .await
     }
+}
+
+/// Audit rows (in `at, seq` order) and sent-log rows as one history, oldest first, at most
+/// `limit`. Ties on time go by poll sequence, and a poll's `queued` entry comes before what
+/// happened to that version later at the same instant (a fixed test clock gives every step one
+/// time).
+fn merge(
+    mut entries: Vec<AuditEntry>,
+    sent: Vec<SentRow>,
+    limit: usize,
+) -> PortResult<Vec<AuditEntry>> {
+    let mut queued = Vec::with_capacity(sent.len());
+    for row in sent {
+        if let Some(mark) = row.into_mark()? {
+            queued.push(mark.queued_entry());
+        }
+    }
+    if !queued.is_empty() {
+        queued.extend(entries);
+        // Stable: audit rows keep their `seq` order among equals.
+        queued.sort_by_key(|e| (e.at, e.version.poll_seq));
+        entries = queued;
+    }
+    entries.truncate(limit);
+    Ok(entries)
 }

@@ -15,13 +15,38 @@ use std::path::Path;
 use crate::db::{Handle, Schema};
 use crate::error::Result;
 
+/// Version 3's sent log. One row per (record, poll) that sent it: the latest row of a record is
+/// its poll-side state (hash, version, open), and every row is also its `queued` audit entry
+/// (`SentMark::queued_entry`). A poll thus pays one B-tree insert per changed record, where
+/// version 2 paid four (state row, its open index, audit row, audit key index). The key puts the
+/// record before the entity so a record's history in a flow is one range; rows carried over from
+/// version 2 have no `polled_at` (their audit entry is an `mlc_audit` row).
+macro_rules! sent_table {
+    () => {
+        "
+CREATE TABLE IF NOT EXISTS mlc_sent (
+    flow         TEXT NOT NULL,
+    record_key   TEXT NOT NULL,
+    entity       TEXT NOT NULL,
+    poll_seq     INTEGER NOT NULL,
+    row_version  INTEGER,
+    content_hash TEXT NOT NULL,
+    is_open      INTEGER NOT NULL,
+    polled_at    INTEGER,
+    PRIMARY KEY (flow, record_key, entity, poll_seq)
+) WITHOUT ROWID;
+"
+    };
+}
+
 /// Tables of the store. Times are integer nanoseconds since the epoch (UTC); source versions are
 /// stored order-preserving (see `db::u64_key`) so SQL compares them like `SourceVersion` does.
 const SCHEMA: Schema = Schema {
     component: "store",
-    version: 2,
-    migrations: &[(2, AUDIT_COLUMNS_V2)],
-    ddl: "
+    version: 3,
+    migrations: &[(2, AUDIT_COLUMNS_V2), (3, SENT_LOG_V3)],
+    ddl: concat!(
+        "
 CREATE TABLE IF NOT EXISTS mlc_flow (
     flow             TEXT PRIMARY KEY,
     owner            TEXT,
@@ -56,8 +81,9 @@ CREATE TABLE IF NOT EXISTS mlc_record_state (
     applied_at      INTEGER,
     PRIMARY KEY (flow, entity, record_key)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS mlc_record_state_open
-    ON mlc_record_state (flow, entity) WHERE is_open = 1;
+-- Version 3: the poll-side columns (sent_*, is_open) are version 2's; the poll writes
+-- `mlc_sent` instead, so their open index goes.
+DROP INDEX IF EXISTS mlc_record_state_open;
 CREATE TABLE IF NOT EXISTS mlc_audit (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     flow         TEXT NOT NULL,
@@ -94,7 +120,20 @@ CREATE TABLE IF NOT EXISTS mlc_budget (
     PRIMARY KEY (scope, window_start)
 ) WITHOUT ROWID;
 ",
+        sent_table!()
+    ),
 };
+
+/// Version 3 moves what the poll sent from `mlc_record_state` to `mlc_sent`.
+const SENT_LOG_V3: &str = concat!(
+    sent_table!(),
+    "
+INSERT OR IGNORE INTO mlc_sent
+    (flow, record_key, entity, poll_seq, row_version, content_hash, is_open, polled_at)
+SELECT flow, record_key, entity, sent_seq, sent_rv, sent_hash, is_open, NULL
+FROM mlc_record_state WHERE sent_seq IS NOT NULL AND sent_hash IS NOT NULL;
+"
+);
 
 /// Version 2 keeps an audit entry in columns; `entry` holds only what columns cannot (destination
 /// ids, error chain) as JSON, or nothing. Version 1 rows (whole entry as JSON, these columns

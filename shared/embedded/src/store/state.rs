@@ -1,12 +1,15 @@
-//! Record state: poll-side and sink-side fields of one row, written by separate statements so
-//! neither side clobbers the other.
+//! Record state. The poll side is the sent log `mlc_sent` (one row per record and poll that sent
+//! it; the latest is the state, every row is also a `queued` audit entry); the sink side is the
+//! applied columns of `mlc_record_state`. Separate tables and statements: neither side can
+//! clobber the other.
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
 
 use async_trait::async_trait;
 use mlc_core::ports::RecordStateStore;
 use mlc_core::state::{AppliedMark, SentMark, StateKey};
-use mlc_core::{Entity, PortResult, RecordState, SourceVersion};
+use mlc_core::{Entity, PortError, PortResult, RecordState, SourceVersion};
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::SqliteStore;
@@ -20,17 +23,66 @@ fn version(seq: Option<i64>, rv: Option<i64>) -> Option<SourceVersion> {
     })
 }
 
-fn state_row(r: &Row<'_>) -> rusqlite::Result<(RecordState, String)> {
-    let st = RecordState {
-        sent_hash: r.get(0)?,
-        sent_version: version(r.get(1)?, r.get(2)?),
-        open: r.get(3)?,
-        applied_version: version(r.get(4)?, r.get(5)?),
-        applied_hash: r.get(6)?,
-        destination_ids: BTreeMap::new(),
-        applied_at: r.get::<_, Option<i64>>(8)?.map(time_from),
-    };
-    Ok((st, r.get(7)?))
+/// The poll side of a record: its latest `mlc_sent` row.
+const LATEST_SENT: &str = "SELECT content_hash, poll_seq, row_version, is_open FROM mlc_sent
+     WHERE flow = ?1 AND record_key = ?2 AND entity = ?3 ORDER BY poll_seq DESC LIMIT 1";
+
+/// The sink side of a record.
+const APPLIED: &str = "SELECT applied_seq, applied_rv, applied_hash, destination_ids, applied_at
+     FROM mlc_record_state WHERE flow = ?1 AND entity = ?2 AND record_key = ?3";
+
+/// The columns of a sent row as the audit log reads them, in [`SentRow`] order.
+pub(super) const SENT_COLUMNS: &str =
+    "flow, record_key, entity, poll_seq, row_version, content_hash, is_open, polled_at";
+
+/// One `mlc_sent` row.
+pub(super) struct SentRow {
+    flow: String,
+    key: String,
+    entity: String,
+    poll_seq: i64,
+    row_version: Option<i64>,
+    content_hash: String,
+    open: bool,
+    polled_at: Option<i64>,
+}
+
+pub(super) fn sent_row(r: &Row<'_>) -> rusqlite::Result<SentRow> {
+    Ok(SentRow {
+        flow: r.get(0)?,
+        key: r.get(1)?,
+        entity: r.get(2)?,
+        poll_seq: r.get(3)?,
+        row_version: r.get(4)?,
+        content_hash: r.get(5)?,
+        open: r.get(6)?,
+        polled_at: r.get(7)?,
+    })
+}
+
+impl SentRow {
+    /// The mark this row stores; `None` for a row carried over from version 2 (no poll time).
+    pub(super) fn into_mark(self) -> PortResult<Option<SentMark>> {
+        let Some(polled_at) = self.polled_at else {
+            return Ok(None);
+        };
+        let entity = Entity::from_str(&self.entity).map_err(|_| {
+            PortError::invalid(format!(
+                "stored sent row has an unknown entity {:?}",
+                self.entity
+            ))
+        })?;
+        Ok(Some(SentMark {
+            key: StateKey::new(self.flow, entity, self.key),
+            version: SourceVersion {
+                poll_seq: u64_from_key(self.poll_seq),
+                row_version: self.row_version.map(u64_from_key),
+            },
+            hash: self.content_hash,
+            open: self.open,
+            polled_at: time_from(polled_at),
+        }))
+    }
 }
 
 #[async_trait]
@@ -46,23 +98,48 @@ impl RecordStateStore for SqliteStore {
                 let tx = conn.transaction().map_err(sql("begin get_many"))?;
                 let mut out = Vec::new();
                 {
-                    let mut stmt = tx
-                        .prepare_cached(
-                            "SELECT sent_hash, sent_seq, sent_rv, is_open, applied_seq, applied_rv,
-                                    applied_hash, destination_ids, applied_at
-                             FROM mlc_record_state
-                             WHERE flow = ?1 AND entity = ?2 AND record_key = ?3",
-                        )
-                        .map_err(sql("get_many"))?;
+                    let mut sent = tx.prepare_cached(LATEST_SENT).map_err(sql("get_many"))?;
+                    let mut applied = tx.prepare_cached(APPLIED).map_err(sql("get_many"))?;
                     for k in keys {
-                        let row = stmt
-                            .query_row(params![k.flow, k.entity.as_str(), k.key], state_row)
+                        let entity = k.entity.as_str();
+                        let poll_side = sent
+                            .query_row(params![k.flow, k.key, entity], |r| {
+                                Ok((
+                                    r.get::<_, String>(0)?,
+                                    r.get::<_, i64>(1)?,
+                                    r.get::<_, Option<i64>>(2)?,
+                                    r.get::<_, bool>(3)?,
+                                ))
+                            })
                             .optional()
                             .map_err(sql("get_many"))?;
-                        if let Some((mut st, ids)) = row {
-                            st.destination_ids = from_json(&ids, "destination ids")?;
-                            out.push((k, st));
+                        let sink_side = applied
+                            .query_row(params![k.flow, entity, k.key], |r| {
+                                Ok((
+                                    version(r.get(0)?, r.get(1)?),
+                                    r.get::<_, Option<String>>(2)?,
+                                    r.get::<_, String>(3)?,
+                                    r.get::<_, Option<i64>>(4)?,
+                                ))
+                            })
+                            .optional()
+                            .map_err(sql("get_many"))?;
+                        if poll_side.is_none() && sink_side.is_none() {
+                            continue;
                         }
+                        let mut st = RecordState::default();
+                        if let Some((hash, seq, rv, open)) = poll_side {
+                            st.sent_hash = Some(hash);
+                            st.sent_version = version(Some(seq), rv);
+                            st.open = open;
+                        }
+                        if let Some((applied_version, hash, ids, at)) = sink_side {
+                            st.applied_version = applied_version;
+                            st.applied_hash = hash;
+                            st.destination_ids = from_json(&ids, "destination ids")?;
+                            st.applied_at = at.map(time_from);
+                        }
+                        out.push((k, st));
                     }
                 }
                 tx.commit().map_err(sql("end get_many"))?;
@@ -75,30 +152,33 @@ impl RecordStateStore for SqliteStore {
         if marks.is_empty() {
             return Ok(());
         }
-        let marks = marks.to_vec();
+        let marks = marks
+            .iter()
+            .map(|m| Ok((m.clone(), time(m.polled_at)?)))
+            .collect::<PortResult<Vec<_>>>()?;
         self.db
             .run("mark_sent", move |conn| {
                 let tx = write_tx(conn)?;
                 {
+                    // A key sent twice by one poll keeps its last mark, as a state would.
                     let mut stmt = tx
                         .prepare_cached(
-                            "INSERT INTO mlc_record_state
-                                 (flow, entity, record_key, sent_hash, sent_seq, sent_rv, is_open)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                             ON CONFLICT (flow, entity, record_key) DO UPDATE SET
-                                 sent_hash = excluded.sent_hash, sent_seq = excluded.sent_seq,
-                                 sent_rv = excluded.sent_rv, is_open = excluded.is_open",
+                            "INSERT OR REPLACE INTO mlc_sent
+                                 (flow, record_key, entity, poll_seq, row_version, content_hash,
+                                  is_open, polled_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                         )
                         .map_err(sql("mark_sent"))?;
-                    for m in &marks {
+                    for (m, polled_at) in &marks {
                         stmt.execute(params![
                             m.key.flow,
-                            m.key.entity.as_str(),
                             m.key.key,
-                            m.hash,
+                            m.key.entity.as_str(),
                             u64_key(m.version.poll_seq),
                             m.version.row_version.map(u64_key),
+                            m.hash,
                             m.open,
+                            polled_at,
                         ])
                         .map_err(sql("mark_sent"))?;
                     }
@@ -174,16 +254,23 @@ impl RecordStateStore for SqliteStore {
         self.db
             .run("open_keys", move |conn| {
                 let mut stmt = conn
+                    // SQLite takes the bare column `is_open` from the row with max(poll_seq):
+                    // each record's latest mark decides.
                     .prepare_cached(
-                        "SELECT record_key FROM mlc_record_state
-                         WHERE flow = ?1 AND entity = ?2 AND is_open = 1 ORDER BY record_key",
+                        "SELECT record_key, is_open, max(poll_seq) FROM mlc_sent
+                         WHERE flow = ?1 AND entity = ?2 GROUP BY record_key ORDER BY record_key",
                     )
                     .map_err(sql("open_keys"))?;
-                let keys = stmt
-                    .query_map(params![flow, entity.as_str()], |r| r.get(0))
-                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+                let rows = stmt
+                    .query_map(params![flow, entity.as_str()], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+                    })
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                     .map_err(sql("open_keys"))?;
-                Ok(keys)
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(key, open)| open.then_some(key))
+                    .collect())
             })
             .await
     }
