@@ -43,11 +43,15 @@ impl RecordKey {
 
     /// The identity: each part without trailing blanks, leading zeros and case kept.
     pub fn id(&self) -> String {
-        self.raw
-            .split('|')
-            .map(|p| p.trim_end())
-            .collect::<Vec<_>>()
-            .join("|")
+        // Built in one buffer: called for every record a poll reads.
+        let mut id = String::with_capacity(self.raw.len());
+        for (i, part) in self.raw.split('|').enumerate() {
+            if i > 0 {
+                id.push('|');
+            }
+            id.push_str(part.trim_end());
+        }
+        id
     }
 
     /// The identity's parts.
@@ -310,30 +314,38 @@ impl EventEncoder {
     }
 
     /// The event JSON of one record, its record serialised already (see [`RecordJson`]).
+    /// `key_id` is `key.id()`, which the caller has already.
     pub fn encode(
         &self,
         entity: Entity,
         key: &RecordKey,
+        key_id: String,
         version: SourceVersion,
         record: RecordJson,
     ) -> EncodedEvent {
         let mut json = Vec::with_capacity(self.prefix.len() + record.json.len() + 160);
         json.extend_from_slice(&self.prefix);
-        let own = serde_json::to_vec(&EventOwn {
+        let own_at = json.len();
+        let own = EventOwn {
             entity,
             key,
             version,
             content_hash: &record.hash,
-        })
-        .unwrap_or_else(|_| b"{}".to_vec());
-        // `{"entity":…}` without its braces, then the record.
-        json.extend_from_slice(&own[1..own.len() - 1]);
-        json.extend_from_slice(b",\"record\":");
+        };
+        if serde_json::to_writer(&mut json, &own).is_ok() && json.len() >= own_at + 2 {
+            // `{"entity":…}` without its braces: the prefix ends with `,` already.
+            json.remove(own_at);
+            json.pop();
+            json.extend_from_slice(b",\"record\":");
+        } else {
+            json.truncate(own_at);
+            json.extend_from_slice(b"\"record\":");
+        }
         json.extend_from_slice(&record.json);
         json.push(b'}');
         EncodedEvent {
             entity,
-            key_id: key.id(),
+            key_id,
             version,
             content_hash: record.hash,
             json,
@@ -503,7 +515,7 @@ mod tests {
             .map(|e| {
                 let rec = RecordJson::new(&e.record);
                 assert_eq!(rec.hash, e.content_hash);
-                enc.encode(e.entity, &e.key, e.version, rec)
+                enc.encode(e.entity, &e.key, e.key.id(), e.version, rec)
             })
             .collect();
         for (e, x) in events.iter().zip(&encoded) {

@@ -28,17 +28,25 @@ fn date(record: &Record, field: &str) -> Option<NaiveDate> {
 
 /// The record key from the entity's key columns, raw (padding kept).
 pub fn record_key(entity: Entity, record: &Record) -> Option<RecordKey> {
-    let mut parts = Vec::with_capacity(entity.key_fields().len());
-    for f in entity.key_fields() {
-        let part = match record.get(*f)? {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
+    use std::fmt::Write as _;
+    // The parts joined by `|` as `RecordKey::composite` does, written into one buffer.
+    let mut raw = String::new();
+    for (i, f) in entity.key_fields().iter().enumerate() {
+        if i > 0 {
+            raw.push('|');
+        }
+        match record.get(*f)? {
+            Value::String(s) => raw.push_str(s),
             Value::Null => return None,
-            other => other.to_string(),
-        };
-        parts.push(part);
+            Value::Number(n) => {
+                let _ = write!(raw, "{n}");
+            }
+            other => {
+                let _ = write!(raw, "{other}");
+            }
+        }
     }
-    Some(RecordKey::composite(&parts))
+    Some(RecordKey::new(raw))
 }
 
 /// Adds the derived fields to a row. Returns whether the record is open (has a balance).

@@ -31,8 +31,9 @@ const FLUSH_EVENTS: usize = 5_000;
 /// Keys fetched per by-key query (vanished open items, master lookups).
 const KEYS_PER_QUERY: usize = 50;
 
-/// Master records read during one poll, by (entity, key identity).
-type LookupCache = HashMap<(Entity, String), Record>;
+/// Master records read during one poll: per master entity, per key identity, the looked-up
+/// columns' values (nulls for a key SYSPRO does not have).
+type LookupCache = HashMap<Entity, HashMap<String, Vec<Value>>>;
 
 /// What one poll did, per entity.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -472,7 +473,7 @@ impl PollRun<'_> {
     }
 
     /// Fills `Master.Column` fields of rows from their master records, one query per 50 keys,
-    /// cached for the whole poll.
+    /// cached for the whole poll (the values trimmed once, when cached).
     async fn fill_lookups(
         &self,
         (master, key_col, cols): &(Entity, &'static str, Vec<String>),
@@ -480,11 +481,13 @@ impl PollRun<'_> {
         cache: &mut LookupCache,
     ) -> Result<()> {
         let prefix = *key_col;
+        let known = cache.entry(*master).or_default();
         let missing: BTreeSet<String> = rows
             .iter()
             .filter_map(|r| r.get(prefix).and_then(Value::as_str))
-            .map(|c| c.trim_end().to_string())
-            .filter(|c| !cache.contains_key(&(*master, c.clone())))
+            .map(str::trim_end)
+            .filter(|c| !known.contains_key(*c))
+            .map(str::to_string)
             .collect();
         let missing: Vec<String> = missing.into_iter().collect();
         let mut fields: Vec<String> = vec![prefix.to_string()];
@@ -506,7 +509,15 @@ impl PollRun<'_> {
                     .map_err(|e| self.source_err(*master, e))?;
                 for r in page.rows {
                     if let Some(k) = r.get(prefix).and_then(Value::as_str) {
-                        cache.insert((*master, k.trim_end().to_string()), r.clone());
+                        let values = cols
+                            .iter()
+                            .map(|c| match r.get(c) {
+                                Some(Value::String(s)) => Value::String(s.trim().to_string()),
+                                Some(v) => v.clone(),
+                                None => Value::Null,
+                            })
+                            .collect();
+                        known.insert(k.trim_end().to_string(), values);
                     }
                 }
                 match page.next {
@@ -514,27 +525,24 @@ impl PollRun<'_> {
                     None => break,
                 }
             }
+            // Keys SYSPRO does not know get nulls, and are not asked again.
             for c in chunk {
-                cache.entry((*master, c.clone())).or_default();
+                known
+                    .entry(c.clone())
+                    .or_insert_with(|| vec![Value::Null; cols.len()]);
             }
         }
+        let names: Vec<String> = cols.iter().map(|c| format!("{prefix}.{c}")).collect();
         for r in rows.iter_mut() {
-            let Some(k) = r
+            let Some(values) = r
                 .get(prefix)
                 .and_then(Value::as_str)
-                .map(|k| k.trim_end().to_string())
+                .and_then(|k| known.get(k.trim_end()))
             else {
                 continue;
             };
-            if let Some(m) = cache.get(&(*master, k)) {
-                for c in cols {
-                    let v = match m.get(c) {
-                        Some(Value::String(s)) => Value::String(s.trim().to_string()),
-                        Some(v) => v.clone(),
-                        None => Value::Null,
-                    };
-                    r.insert(format!("{prefix}.{c}"), v);
-                }
+            for (name, v) in names.iter().zip(values) {
+                r.insert(name.clone(), v.clone());
             }
         }
         Ok(())
@@ -563,17 +571,18 @@ impl PollRun<'_> {
             } else {
                 add_derived(flow, entity, &key, &mut row, self.today)
             };
+            let id = key.id();
             if open {
-                open_keys.push(key.id());
+                open_keys.push(id.clone());
             }
             // Serialised once: the hash is taken from the bytes the queue message carries.
             let json = RecordJson::new(&row);
             let row_version = row.get("TimeStamp").and_then(Value::as_u64);
-            staged.push((key, json, row_version, open));
+            staged.push((key, id, json, row_version, open));
         }
         let state_keys: Vec<StateKey> = staged
             .iter()
-            .map(|(k, ..)| StateKey::new(flow.id.clone(), entity, k.id()))
+            .map(|(_, id, ..)| StateKey::new(flow.id.clone(), entity, id.clone()))
             .collect();
         let known: HashMap<StateKey, mlc_core::RecordState> = self
             .rt
@@ -582,7 +591,7 @@ impl PollRun<'_> {
             .await?
             .into_iter()
             .collect();
-        for ((key, json, row_version, open), sk) in staged.into_iter().zip(state_keys) {
+        for ((key, id, json, row_version, open), sk) in staged.into_iter().zip(state_keys) {
             let prior = known.get(&sk);
             if prior.and_then(|s| s.sent_hash.as_deref()) == Some(json.hash.as_str())
                 && prior.is_some_and(|s| s.open == open)
@@ -603,7 +612,7 @@ impl PollRun<'_> {
             });
             pending
                 .events
-                .push(self.encoder.encode(entity, &key, version, json));
+                .push(self.encoder.encode(entity, &key, id, version, json));
         }
         Ok(open_keys)
     }

@@ -787,7 +787,17 @@ fn odata_rows(
     // Normalised in place: the parsed maps are reused, not rebuilt.
     let mut rows = value;
     for row in &mut rows {
-        row.retain(|k, _| !k.starts_with('@'));
+        // Annotations (`@odata.etag` …) sort before "A", where field names start: the sorted
+        // keys are read only that far, not walked whole.
+        let notes: Vec<String> = row
+            .keys()
+            .take_while(|k| k.as_str() < "A")
+            .filter(|k| k.starts_with('@'))
+            .cloned()
+            .collect();
+        for k in notes {
+            row.remove(&k);
+        }
         for (k, v) in row.iter_mut() {
             if matches!(v, Value::Null) {
                 continue;
@@ -942,6 +952,18 @@ impl mlc_core::ports::Source for SysproSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn annotations_are_dropped_wherever_they_sit() {
+        // Also guards the sorted-map assumption of `odata_rows`: were serde_json's
+        // `preserve_order` switched on, the annotation after `Customer` would survive.
+        let body = br#"{"value":[{"Customer":"C1  ","@odata.etag":"W/\"1\"","Name":"A",
+            "@odata.id":"x"}],"@odata.nextLink":"http://127.0.0.1/next"}"#;
+        let (rows, next) = fuzzing::odata_page(body, None).expect("page");
+        let keys: Vec<&str> = rows[0].keys().map(String::as_str).collect();
+        assert_eq!(keys, ["Customer", "Name"]);
+        assert_eq!(next.as_deref(), Some("http://127.0.0.1/next"));
+    }
 
     #[test]
     fn tokens_are_unwrapped() {
