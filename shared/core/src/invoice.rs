@@ -74,7 +74,26 @@ pub fn parse_business_date(s: &str) -> Option<NaiveDate> {
         return None;
     }
     let date_part = s.get(..10)?;
-    NaiveDate::parse_from_str(date_part, "%Y-%m-%d").ok()
+    // Every invoice row carries dates: the plain `YYYY-MM-DD` form is read without chrono's
+    // format parser, anything else goes through it.
+    ymd(date_part.as_bytes()).or_else(|| NaiveDate::parse_from_str(date_part, "%Y-%m-%d").ok())
+}
+
+/// Exactly `YYYY-MM-DD` (four, two and two ASCII digits): the date, if it exists.
+fn ymd(b: &[u8]) -> Option<NaiveDate> {
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let digits = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(
+        i32::try_from(digits(0..4)?).ok()?,
+        digits(5..7)?,
+        digits(8..10)?,
+    )
 }
 
 #[cfg(test)]
@@ -83,6 +102,35 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn business_dates_parse_like_chrono() {
+        for s in [
+            "2026-11-24",
+            "2026-11-24T00:00:00Z",
+            " 2024-02-29 ",
+            "0999-01-01",
+            "2026-02-30",
+            "2026-13-01",
+            "2026-1-05xx",
+            "26-11-2024",
+            "2026/11/24",
+            "",
+            "0000-00-00",
+        ] {
+            let chrono = {
+                let t = s.trim();
+                if t.is_empty() || t.starts_with("0000-00-00") {
+                    None
+                } else {
+                    t.get(..10)
+                        .and_then(|p| NaiveDate::parse_from_str(p, "%Y-%m-%d").ok())
+                }
+            };
+            assert_eq!(parse_business_date(s), chrono, "{s:?}");
+        }
+        assert_eq!(parse_business_date("2024-02-29"), Some(d("2024-02-29")));
     }
 
     #[test]

@@ -339,7 +339,7 @@ impl PollRun<'_> {
                         max_rv = Some(max_rv.map_or(v, |m| m.max(v)));
                     }
                 }
-                if let Some(df) = &ec.date_field {
+                if let (ChangeDetection::DateWindow, Some(df)) = (strategy, &ec.date_field) {
                     if let Some(d) = row
                         .get(df)
                         .and_then(Value::as_str)

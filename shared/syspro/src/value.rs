@@ -23,27 +23,55 @@ pub fn num(n: f64) -> Value {
 /// A business date string → `YYYY-MM-DD`, or null when empty / `0000-00-00`.
 pub fn date(s: &str) -> Value {
     match parse_business_date(s) {
+        // Already in that form (the usual case): copied, not formatted again.
+        Some(_) if s.trim_start().as_bytes().get(..10).is_some_and(canonical) => {
+            Value::String(s.trim_start()[..10].to_string())
+        }
         Some(d) => Value::String(d.format("%Y-%m-%d").to_string()),
         None => Value::Null,
     }
 }
 
+/// `YYYY-MM-DD` in ASCII digits.
+fn canonical(b: &[u8]) -> bool {
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+}
+
 /// A rowversion from OData's base64 (url-safe or standard, padding optional) → u64.
 pub fn row_version_b64(s: &str) -> Option<u64> {
-    let clean: String = s
-        .trim()
-        .trim_end_matches('=')
-        .chars()
-        .map(|c| match c {
-            '+' => '-',
-            '/' => '_',
-            c => c,
-        })
-        .collect();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(clean.as_bytes())
-        .ok()?;
-    be_u64(&bytes)
+    use base64::engine::general_purpose::{GeneralPurpose, NO_PAD};
+    // Read on every row: decoded into a stack buffer with the alphabet the text uses.
+    const URL: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, NO_PAD);
+    const STD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, NO_PAD);
+    let clean = s.trim().trim_end_matches('=');
+    if clean.contains(['-', '_']) && clean.contains(['+', '/']) {
+        // Both alphabets in one value: read as one, as servers that mix them mean.
+        let unified: String = clean
+            .chars()
+            .map(|c| match c {
+                '+' => '-',
+                '/' => '_',
+                c => c,
+            })
+            .collect();
+        let bytes = URL.decode(unified.as_bytes()).ok()?;
+        return be_u64(&bytes);
+    }
+    let engine = if clean.contains(['+', '/']) {
+        &STD
+    } else {
+        &URL
+    };
+    let mut buf = [0u8; 64];
+    let n = engine.decode_slice(clean.as_bytes(), &mut buf).ok()?;
+    be_u64(&buf[..n])
 }
 
 /// A rowversion as e.net prints it: hex (optionally `0x`), or decimal.
@@ -204,5 +232,34 @@ mod tests {
         assert_eq!(enet_value("Customer", "0000012 "), json!("0000012 "));
         assert_eq!(enet_value("TimeStamp", "00000000000007D1"), json!(2001));
         assert_eq!(enet_value("Name", ""), json!(""));
+    }
+
+    #[test]
+    fn row_versions_decode_from_either_alphabet() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        for v in [0u64, 1, 2001, 0x00FF_FE3F_0000_FBFF, u64::MAX] {
+            let bytes = v.to_be_bytes();
+            assert_eq!(row_version_b64(&STANDARD.encode(bytes)), Some(v), "{v}");
+            assert_eq!(
+                row_version_b64(&URL_SAFE_NO_PAD.encode(bytes)),
+                Some(v),
+                "{v}"
+            );
+            assert_eq!(
+                row_version_b64(&format!(" {} ", STANDARD.encode(bytes))),
+                Some(v)
+            );
+        }
+        // SQL Server's 8-byte rowversion 0x00000000000007D1, as OData sends it.
+        assert_eq!(row_version_b64("AAAAAAAAB9E="), Some(2001));
+        // Both alphabets in one value are read as one.
+        assert_eq!(
+            row_version_b64("//-_"),
+            URL_SAFE_NO_PAD.decode("__-_").ok().and_then(|b| be_u64(&b))
+        );
+        assert_eq!(row_version_b64("not base64!"), None);
+        // Longer than a u64.
+        assert_eq!(row_version_b64(&STANDARD.encode([1u8; 9])), None);
+        assert_eq!(row_version_b64(&STANDARD.encode([1u8; 100])), None);
     }
 }

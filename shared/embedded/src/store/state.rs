@@ -85,6 +85,65 @@ impl SentRow {
     }
 }
 
+/// Sent marks as bound to the insert, their strings in one buffer: a poll marks thousands of
+/// records per call, and a copy of each mark (three strings) cost more than its insert's SQL.
+struct SentRows {
+    text: String,
+    rows: Vec<SentRowBind>,
+}
+
+struct SentRowBind {
+    flow: std::ops::Range<usize>,
+    key: std::ops::Range<usize>,
+    hash: std::ops::Range<usize>,
+    entity: &'static str,
+    poll_seq: i64,
+    row_version: Option<i64>,
+    open: bool,
+    polled_at: i64,
+}
+
+impl SentRows {
+    fn new(marks: &[SentMark]) -> PortResult<Self> {
+        let mut text = String::new();
+        let mut rows = Vec::with_capacity(marks.len());
+        let mut last_flow: Option<(&str, std::ops::Range<usize>)> = None;
+        let push = |text: &mut String, s: &str| {
+            let start = text.len();
+            text.push_str(s);
+            start..text.len()
+        };
+        for m in marks {
+            // Marks of one call share their flow: stored once.
+            let flow = match &last_flow {
+                Some((f, r)) if *f == m.key.flow => r.clone(),
+                _ => {
+                    let r = push(&mut text, &m.key.flow);
+                    last_flow = Some((&m.key.flow, r.clone()));
+                    r
+                }
+            };
+            let key = push(&mut text, &m.key.key);
+            let hash = push(&mut text, &m.hash);
+            rows.push(SentRowBind {
+                flow,
+                key,
+                hash,
+                entity: m.key.entity.as_str(),
+                poll_seq: u64_key(m.version.poll_seq),
+                row_version: m.version.row_version.map(u64_key),
+                open: m.open,
+                polled_at: time(m.polled_at)?,
+            });
+        }
+        Ok(SentRows { text, rows })
+    }
+
+    fn text(&self, r: &std::ops::Range<usize>) -> &str {
+        self.text.get(r.clone()).unwrap_or_default()
+    }
+}
+
 #[async_trait]
 impl RecordStateStore for SqliteStore {
     async fn get_many(&self, keys: &[StateKey]) -> PortResult<Vec<(StateKey, RecordState)>> {
@@ -152,10 +211,7 @@ impl RecordStateStore for SqliteStore {
         if marks.is_empty() {
             return Ok(());
         }
-        let marks = marks
-            .iter()
-            .map(|m| Ok((m.clone(), time(m.polled_at)?)))
-            .collect::<PortResult<Vec<_>>>()?;
+        let rows = SentRows::new(marks)?;
         self.db
             .run("mark_sent", move |conn| {
                 let tx = write_tx(conn)?;
@@ -169,16 +225,16 @@ impl RecordStateStore for SqliteStore {
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                         )
                         .map_err(sql("mark_sent"))?;
-                    for (m, polled_at) in &marks {
+                    for r in &rows.rows {
                         stmt.execute(params![
-                            m.key.flow,
-                            m.key.key,
-                            m.key.entity.as_str(),
-                            u64_key(m.version.poll_seq),
-                            m.version.row_version.map(u64_key),
-                            m.hash,
-                            m.open,
-                            polled_at,
+                            rows.text(&r.flow),
+                            rows.text(&r.key),
+                            r.entity,
+                            r.poll_seq,
+                            r.row_version,
+                            rows.text(&r.hash),
+                            r.open,
+                            r.polled_at,
                         ])
                         .map_err(sql("mark_sent"))?;
                     }
