@@ -33,6 +33,43 @@ fn applied(key: &StateKey, version: SourceVersion) -> AppliedMark {
     }
 }
 
+/// Commits only append to the write-ahead log; a background thread copies them into the
+/// database file (writers never wait for that copy's fsyncs). 20k marks are far below the
+/// connections' own checkpoint threshold, so only that thread can have grown the file.
+#[tokio::test]
+async fn commits_reach_the_database_file_without_the_writer_checkpointing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.sqlite");
+    let s = SqliteStore::open(&path).expect("open");
+    let before = std::fs::metadata(&path).expect("db file").len();
+    let marks: Vec<SentMark> = (0..20_000u64)
+        .map(|i| SentMark {
+            key: StateKey::new("f", Entity::ArInvoice, format!("C{i:07}|INV|I")),
+            version: sv(7, Some(i)),
+            hash: format!("{i:064x}"),
+            open: true,
+            polled_at: t0(),
+        })
+        .collect();
+    s.mark_sent(&marks).await.expect("mark 20k");
+    let wal = path.with_extension("sqlite-wal");
+    assert!(
+        std::fs::metadata(&wal).expect("wal").len() > 1_000_000,
+        "the marks went to the log"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&path).expect("db file").len() < before + 1_000_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log was not copied into the database file"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Still one store: what was written reads back.
+    let got = s.get_many(&[marks[19_999].key.clone()]).await.expect("get");
+    assert_eq!(got[0].1.sent_hash, Some(marks[19_999].hash.clone()));
+}
+
 #[tokio::test]
 async fn mark_sent_and_get_many_of_20k_in_one_call() {
     let (_dir, s) = temp_store();
