@@ -327,12 +327,12 @@ impl PollRun<'_> {
             .read_page(&query, None)
             .await
             .map_err(|e| self.source_err(entity, e))?;
+        for l in &lookups {
+            self.fill_lookups(l, &mut page.rows, &mut names).await?;
+        }
         loop {
             report.rows_read += page.rows.len();
-            let mut rows = std::mem::take(&mut page.rows);
-            for l in &lookups {
-                self.fill_lookups(l, &mut rows, &mut names).await?;
-            }
+            let rows = std::mem::take(&mut page.rows);
             for row in &rows {
                 if let Some(Value::Number(n)) = row.get("TimeStamp") {
                     if let Some(v) = n.as_u64() {
@@ -350,21 +350,31 @@ impl PollRun<'_> {
                 }
             }
             self.renew_if_due().await?;
-            // SYSPRO produces the next page while this one is hashed, serialised and written:
-            // the two overlap instead of taking turns. Only this read runs beside the work, so
-            // the source never sees two calls at once.
-            let source = self.source;
+            // SYSPRO produces the next page, and answers its master lookups, while this one is
+            // hashed, serialised and written: the two overlap instead of taking turns. Only the
+            // fetch side calls SYSPRO, one call after the other, so the source never sees two
+            // calls at once.
             let next = page.next.take();
+            let this = &*self;
+            let names = &mut names;
             let fetch = async {
-                match &next {
-                    Some(cursor) => Some(source.read_page(&query, Some(cursor)).await),
-                    None => None,
+                let Some(cursor) = &next else {
+                    return Ok(None);
+                };
+                let mut p = this
+                    .source
+                    .read_page(&query, Some(cursor))
+                    .await
+                    .map_err(|e| this.source_err(entity, e))?;
+                for l in &lookups {
+                    this.fill_lookups(l, &mut p.rows, names).await?;
                 }
+                Ok::<_, EngineError>(Some(p))
             };
             let work = async {
-                let keys = self.stage_rows(ec, rows, &mut pending, &mut report).await?;
+                let keys = this.stage_rows(ec, rows, &mut pending, &mut report).await?;
                 if pending.events.len() >= FLUSH_EVENTS {
-                    self.flush(&mut pending, &mut report).await?;
+                    this.flush(&mut pending, &mut report).await?;
                 }
                 Ok::<_, EngineError>(keys)
             };
@@ -373,8 +383,8 @@ impl PollRun<'_> {
             if track_vanished {
                 seen_open.extend(keys);
             }
-            match fetched {
-                Some(p) => page = p.map_err(|e| self.source_err(entity, e))?,
+            match fetched? {
+                Some(p) => page = p,
                 None => break,
             }
         }

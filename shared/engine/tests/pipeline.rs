@@ -355,6 +355,26 @@ async fn sync_creates_each_record_once_and_repoll_writes_nothing() {
     );
 }
 
+/// Master lookups of later pages are read while the page before is written: every invoice,
+/// whichever page first named its customer, carries that customer's name.
+#[tokio::test]
+async fn customers_first_named_on_later_pages_are_looked_up() {
+    let w = World::new();
+    // 12 customers over 24 invoices, 7 rows a page in key order: most customers first appear
+    // after page 1.
+    w.seed(12, 24);
+    w.sync("2026-11-24").await;
+    let d = w.dest.0.lock().unwrap();
+    for i in 0..24 {
+        let inv = &d.records[&inv_key(i, 12)].0;
+        assert_eq!(
+            inv["Customer.Name"],
+            json!(format!("Customer {}", i % 12)),
+            "invoice {i}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn overdue_and_paid_are_seen_without_a_date_change() {
     let w = World::new();
