@@ -187,7 +187,16 @@ fn dedup_add(h: &mut Sha256, entity: Entity, key_id: &str, version: SourceVersio
     h.update([0]);
     h.update(key_id.as_bytes());
     h.update([0]);
-    h.update(version.to_string().as_bytes());
+    // `version.to_string()`, without a heap string per event.
+    let mut buf = [0u8; 48];
+    let mut w = &mut buf[..];
+    let written = std::io::Write::write_fmt(&mut w, format_args!("{version}")).is_ok();
+    let left = w.len();
+    if written {
+        h.update(&buf[..buf.len() - left]);
+    } else {
+        h.update(version.to_string().as_bytes());
+    }
     h.update([0]);
     h.update(hash.as_bytes());
 }

@@ -16,7 +16,7 @@ use crate::event::{ChangeBatch, ChangeEvent, EncodedBatch};
 use crate::outcome::{RecordOutcome, SyncOutcome};
 use crate::query::{PageCursor, SourcePage, SourceQuery};
 use crate::secret::{SecretRef, SecretString};
-use crate::state::{AppliedMark, RecordState, SentMark, StateKey};
+use crate::state::{AppliedMark, LastSent, RecordState, SentMark, StateKey};
 use crate::watermark::{FlowRunInfo, Lease, Watermark};
 
 /// A source error, classified so the poll knows whether to retry, stop, or report.
@@ -165,6 +165,28 @@ pub trait WatermarkStore: Send + Sync {
 pub trait RecordStateStore: Send + Sync {
     /// States of many records (missing ones are absent from the result).
     async fn get_many(&self, keys: &[StateKey]) -> PortResult<Vec<(StateKey, RecordState)>>;
+
+    /// The last sent mark of many records, in key order, for those that have one: all a poll
+    /// needs to drop unchanged records. Stores that keep the two sides apart answer it without
+    /// reading the sink side.
+    async fn last_sent(&self, keys: &[StateKey]) -> PortResult<Vec<(StateKey, LastSent)>> {
+        Ok(self
+            .get_many(keys)
+            .await?
+            .into_iter()
+            .filter_map(|(k, st)| {
+                let hash = st.sent_hash?;
+                Some((
+                    k,
+                    LastSent {
+                        hash,
+                        version: st.sent_version,
+                        open: st.open,
+                    },
+                ))
+            })
+            .collect())
+    }
 
     /// Records what the poll sent; touches only the poll-side fields.
     ///

@@ -52,6 +52,17 @@ pub struct RecordState {
     pub applied_at: Option<DateTime<Utc>>,
 }
 
+/// The poll side of a record's state: its last sent mark ([`crate::ports::RecordStateStore::last_sent`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastSent {
+    /// Hash of the version sent.
+    pub hash: String,
+    /// The version sent (`None` only where a store kept no version).
+    pub version: Option<SourceVersion>,
+    /// Whether it was open.
+    pub open: bool,
+}
+
 /// What the poll records after its batches were accepted by the queue.
 ///
 /// A sent mark is also the record's `queued` audit entry ([`SentMark::queued_entry`]): "this

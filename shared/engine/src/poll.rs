@@ -16,7 +16,7 @@ use mlc_core::event::{pack_encoded, EncodedEvent, EventEncoder, RecordJson};
 use mlc_core::mapping::source_fields;
 use mlc_core::ports::{Source, SourceError};
 use mlc_core::query::{Filter, Literal, Op, SourceQuery};
-use mlc_core::state::{SentMark, StateKey};
+use mlc_core::state::{LastSent, SentMark, StateKey};
 use mlc_core::{Entity, Lease, Record, SourceVersion, Watermark, WatermarkValue};
 use serde::Serialize;
 use serde_json::Value;
@@ -594,17 +594,17 @@ impl PollRun<'_> {
             .iter()
             .map(|(_, id, ..)| StateKey::new(flow.id.clone(), entity, id.clone()))
             .collect();
-        let known: HashMap<StateKey, mlc_core::RecordState> = self
+        let known: HashMap<StateKey, LastSent> = self
             .rt
             .state
-            .get_many(&state_keys)
+            .last_sent(&state_keys)
             .await?
             .into_iter()
             .collect();
         for ((key, id, json, row_version, open), sk) in staged.into_iter().zip(state_keys) {
-            let prior = known.get(&sk);
-            if prior.and_then(|s| s.sent_hash.as_deref()) == Some(json.hash.as_str())
-                && prior.is_some_and(|s| s.open == open)
+            if known
+                .get(&sk)
+                .is_some_and(|last| last.hash == json.hash && last.open == open)
             {
                 report.unchanged += 1;
                 continue;

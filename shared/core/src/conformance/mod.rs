@@ -127,6 +127,7 @@ macro_rules! state_conformance {
                 destination_ids_merge,
                 open_keys_track_open_flag,
                 get_many_large,
+                last_sent_is_the_poll_side,
             ]
         );
     };

@@ -175,3 +175,50 @@ pub async fn get_many_large(s: &dyn RecordStateStore) {
         assert_eq!(st.sent_hash, Some(format!("h{i}")));
     }
 }
+
+/// `last_sent` is the poll side of `get_many`: the last mark's hash, version and open flag, and
+/// nothing for a record no poll sent (even when a sink applied it).
+pub async fn last_sent_is_the_poll_side(s: &dyn RecordStateStore) {
+    let flow = flow_id("last");
+    let sent = StateKey::new(flow.clone(), Entity::ArInvoice, "C1|00100045|I");
+    let only_applied = StateKey::new(flow.clone(), Entity::ArInvoice, "C1|00100046|I");
+    let unknown = StateKey::new(flow.clone(), Entity::ArInvoice, "C1|00100047|I");
+    for (seq, open) in [(1, true), (2, false)] {
+        s.mark_sent(&[SentMark {
+            key: sent.clone(),
+            version: v(seq),
+            hash: format!("h{seq}"),
+            open,
+            polled_at: t0(),
+        }])
+        .await
+        .expect("sent");
+    }
+    assert!(s
+        .mark_applied(&applied(&only_applied, 1, &[("salesforce_id", "006B")]))
+        .await
+        .expect("applied"));
+    let keys = [sent.clone(), only_applied, unknown];
+    let last = s.last_sent(&keys).await.expect("last sent");
+    assert_eq!(
+        last,
+        vec![(
+            sent.clone(),
+            crate::state::LastSent {
+                hash: "h2".into(),
+                version: Some(v(2)),
+                open: false,
+            }
+        )]
+    );
+    let full = s.get_many(&keys).await.expect("get many");
+    let poll_side: Vec<_> = full
+        .iter()
+        .filter(|(_, st)| st.sent_hash.is_some())
+        .map(|(k, st)| (k.clone(), st.sent_hash.clone(), st.sent_version, st.open))
+        .collect();
+    assert_eq!(
+        poll_side,
+        vec![(sent, Some("h2".to_string()), Some(v(2)), false)]
+    );
+}

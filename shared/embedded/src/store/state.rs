@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use mlc_core::ports::RecordStateStore;
-use mlc_core::state::{AppliedMark, SentMark, StateKey};
+use mlc_core::state::{AppliedMark, LastSent, SentMark, StateKey};
 use mlc_core::{Entity, PortError, PortResult, RecordState, SourceVersion};
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -202,6 +202,39 @@ impl RecordStateStore for SqliteStore {
                     }
                 }
                 tx.commit().map_err(sql("end get_many"))?;
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn last_sent(&self, keys: &[StateKey]) -> PortResult<Vec<(StateKey, LastSent)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = keys.to_vec();
+        self.db
+            .run("last_sent", move |conn| {
+                let tx = conn.transaction().map_err(sql("begin last_sent"))?;
+                let mut out = Vec::new();
+                {
+                    let mut sent = tx.prepare_cached(LATEST_SENT).map_err(sql("last_sent"))?;
+                    for k in keys {
+                        let found = sent
+                            .query_row(params![k.flow, k.key, k.entity.as_str()], |r| {
+                                Ok(LastSent {
+                                    hash: r.get(0)?,
+                                    version: version(Some(r.get(1)?), r.get(2)?),
+                                    open: r.get(3)?,
+                                })
+                            })
+                            .optional()
+                            .map_err(sql("last_sent"))?;
+                        if let Some(last) = found {
+                            out.push((k, last));
+                        }
+                    }
+                }
+                tx.commit().map_err(sql("end last_sent"))?;
                 Ok(out)
             })
             .await
