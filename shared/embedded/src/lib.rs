@@ -7,7 +7,10 @@
 //! Files are SQLite databases in WAL mode with a busy timeout, so other connections and other
 //! processes may open the same file; every state transition is one `BEGIN IMMEDIATE`
 //! transaction, and batched calls are one transaction each (no per-record commits). All
-//! SQLite work runs on tokio's blocking pool, never on the async runtime's threads.
+//! SQLite work runs on tokio's blocking pool, never on the async runtime's threads; each handle
+//! also has a thread that checkpoints the write-ahead log, so writers never wait for its fsyncs.
+//! What a poll sent is kept once, in a sent log whose rows are both the record's poll-side
+//! state and its `queued` audit entries (store schema 3).
 //!
 //! Module map:
 //! - [`store`]: [`SqliteStore`], the watermark store and poll lease, record state, audit log

@@ -229,7 +229,11 @@ async fn revoked_token_is_an_auth_error_and_other_flows_go_on() {
         }])
         .await
         .unwrap();
-    assert!(matches!(ok[0], RecordOutcome::Applied { .. }));
+    assert!(
+        matches!(ok[0], RecordOutcome::Applied { .. }),
+        "{:?}",
+        ok[0]
+    );
     sim.revoke_token();
     sim.add_token("other-customer-token");
     let err = sink_a

@@ -786,6 +786,7 @@ fn odata_rows(
 ) -> Vec<Record> {
     // Normalised in place: the parsed maps are reused, not rebuilt.
     let mut rows = value;
+    let mut kinds: Vec<(String, Option<metadata::PropKind>)> = Vec::new();
     for row in &mut rows {
         // Annotations (`@odata.etag` …) sort before "A", where field names start: the sorted
         // keys are read only that far, not walked whole.
@@ -798,12 +799,26 @@ fn odata_rows(
         for k in notes {
             row.remove(&k);
         }
-        for (k, v) in row.iter_mut() {
+        for (i, (k, v)) in row.iter_mut().enumerate() {
             if matches!(v, Value::Null) {
                 continue;
             }
+            // Rows of a page have the same columns in the same (sorted) order: the kind found
+            // for column i of an earlier row is checked with one comparison, not looked up.
+            let kind = match kinds.get(i) {
+                Some((name, kind)) if name == k => *kind,
+                _ => {
+                    let kind = kind_of(k);
+                    if i < kinds.len() {
+                        kinds[i] = (k.clone(), kind);
+                    } else if i == kinds.len() {
+                        kinds.push((k.clone(), kind));
+                    }
+                    kind
+                }
+            };
             let raw = std::mem::take(v);
-            *v = value::odata_value(k, kind_of(k), raw);
+            *v = value::odata_value(k, kind, raw);
         }
     }
     rows
@@ -952,6 +967,35 @@ impl mlc_core::ports::Source for SysproSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_column_is_read_by_its_kind_whatever_the_rows_hold() {
+        // Rows with different columns: the per-position kind memo must not carry a kind over
+        // to another column.
+        let set = metadata::EntitySetMeta {
+            keys: vec!["Invoice".into()],
+            props: [
+                ("Amount", metadata::PropKind::Number),
+                ("DueDate", metadata::PropKind::Date),
+                ("Invoice", metadata::PropKind::Text),
+                ("Note", metadata::PropKind::Text),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        };
+        let body = br#"{"value":[
+            {"Amount":"1.50","DueDate":"2026-12-01T00:00:00Z","Invoice":"1"},
+            {"DueDate":"2026-12-02T00:00:00Z","Invoice":"2","Note":"2026-12-03"},
+            {"Amount":"3","Invoice":"3","Note":"12.5"}]}"#;
+        let (rows, _) = fuzzing::odata_page(body, Some(&set)).expect("page");
+        assert_eq!(rows[0]["Amount"], serde_json::json!(1.5));
+        assert_eq!(rows[0]["DueDate"], serde_json::json!("2026-12-01"));
+        assert_eq!(rows[1]["DueDate"], serde_json::json!("2026-12-02"));
+        assert_eq!(rows[1]["Note"], serde_json::json!("2026-12-03"));
+        assert_eq!(rows[2]["Amount"], serde_json::json!(3));
+        assert_eq!(rows[2]["Note"], serde_json::json!("12.5"));
+    }
 
     #[test]
     fn annotations_are_dropped_wherever_they_sit() {
