@@ -372,6 +372,11 @@ impl PollRun<'_> {
                 Ok::<_, EngineError>(Some(p))
             };
             let work = async {
+                // The request for the next page is only queued when `fetch` is first polled:
+                // the HTTP connection task writes it when this task yields. Yield once before
+                // the CPU-bound staging, or SYSPRO would hear of the request only at the first
+                // store call, half a page later, and the overlap would be lost.
+                tokio::task::yield_now().await;
                 let keys = this.stage_rows(ec, rows, &mut pending, &mut report).await?;
                 if pending.events.len() >= FLUSH_EVENTS {
                     this.flush(&mut pending, &mut report).await?;
