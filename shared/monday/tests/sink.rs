@@ -222,13 +222,15 @@ async fn revoked_token_is_an_auth_error_and_other_flows_go_on() {
         Arc::new(MemBudget::default()),
         fast_opts(),
     );
-    let ok = sink_a
-        .write(&[PendingWrite {
+    let ok = write_settled(
+        &sink_a,
+        &[PendingWrite {
             event: ar_invoice(1, 1),
             prior: None,
-        }])
-        .await
-        .unwrap();
+        }],
+    )
+    .await
+    .unwrap();
     assert!(
         matches!(ok[0], RecordOutcome::Applied { .. }),
         "{:?}",
@@ -236,13 +238,15 @@ async fn revoked_token_is_an_auth_error_and_other_flows_go_on() {
     );
     sim.revoke_token();
     sim.add_token("other-customer-token");
-    let err = sink_a
-        .write(&[PendingWrite {
+    let err = write_settled(
+        &sink_a,
+        &[PendingWrite {
             event: ar_invoice(2, 1),
             prior: None,
-        }])
-        .await
-        .unwrap_err();
+        }],
+    )
+    .await
+    .unwrap_err();
     println!("revoked: {err}");
     assert!(matches!(err, SinkError::Auth(_)));
     assert!(
@@ -257,13 +261,15 @@ async fn revoked_token_is_an_auth_error_and_other_flows_go_on() {
         Arc::new(MemBudget::default()),
         fast_opts(),
     );
-    let ok = sink_b
-        .write(&[PendingWrite {
+    let ok = write_settled(
+        &sink_b,
+        &[PendingWrite {
             event: ar_invoice(3, 1),
             prior: None,
-        }])
-        .await
-        .unwrap();
+        }],
+    )
+    .await
+    .unwrap();
     assert!(matches!(ok[0], RecordOutcome::Applied { .. }));
 }
 
@@ -335,8 +341,9 @@ async fn a_payment_updates_its_invoice_and_never_creates() {
             json!({"Customer": "C01", "Invoice": format!("{inv:09}"), "JournalDate": "2026-11-20", "TrnValue": "250.00"}),
         )
     };
-    let out = sink
-        .write(&[
+    let out = write_settled(
+        &sink,
+        &[
             PendingWrite {
                 event: pay(7),
                 prior: None,
@@ -345,9 +352,10 @@ async fn a_payment_updates_its_invoice_and_never_creates() {
                 event: pay(8),
                 prior: None,
             },
-        ])
-        .await
-        .unwrap();
+        ],
+    )
+    .await
+    .unwrap();
     assert!(
         matches!(&out[0], RecordOutcome::Applied { created: false, .. }),
         "{:?}",
@@ -385,13 +393,15 @@ async fn without_state_the_item_is_found_by_exact_syspro_id() {
         Arc::new(MemBudget::default()),
         fast_opts(),
     );
-    let out = sink
-        .write(&[PendingWrite {
+    let out = write_settled(
+        &sink,
+        &[PendingWrite {
             event: ap_invoice(1, 3, 9.0, "open"),
             prior: None,
-        }])
-        .await
-        .unwrap();
+        }],
+    )
+    .await
+    .unwrap();
     let RecordOutcome::Applied {
         created,
         destination_ids,
@@ -432,13 +442,15 @@ async fn daily_limit_pauses_until_midnight_utc() {
             .collect(),
     );
     let _ = existing;
-    let err = sink
-        .write(&[PendingWrite {
+    let err = write_settled(
+        &sink,
+        &[PendingWrite {
             event: ev,
             prior: None,
-        }])
-        .await
-        .unwrap_err();
+        }],
+    )
+    .await
+    .unwrap_err();
     match err {
         SinkError::DailyLimit { until, .. } => assert_eq!(until.time(), chrono::NaiveTime::MIN),
         other => panic!("{other:?}"),
