@@ -184,7 +184,7 @@ async fn wrong_column_type_and_missing_board_fail_only_their_records() {
     .into_iter()
     .map(|event| PendingWrite { event, prior: None })
     .collect();
-    let out = sink.write(&batch).await.unwrap();
+    let out = write_settled(&sink, &batch).await.unwrap();
     let perm = |o: &RecordOutcome| match o {
         RecordOutcome::Permanent(f) => f.message.clone(),
         other => panic!("expected permanent, got {other:?}"),
@@ -291,7 +291,7 @@ async fn a_bad_record_in_a_packed_request_dead_letters_only_itself() {
         .map(|n| ap_invoice(n, 1, 1.0, if n == 2 { "disputed" } else { "open" }))
         .map(|event| PendingWrite { event, prior: None })
         .collect();
-    let out = sink.write(&batch).await.unwrap();
+    let out = write_settled(&sink, &batch).await.unwrap();
     for (i, o) in out.iter().enumerate() {
         if i == 2 {
             let RecordOutcome::Permanent(f) = o else {
