@@ -131,6 +131,11 @@ impl Limiter {
         into >= self.window_ms() - guard
     }
 
+    /// True in the last moments of a window, when mutations wait for the next one (tail guard).
+    pub fn window_ending(&self) -> bool {
+        self.in_tail(self.clock.now())
+    }
+
     /// Takes up to `want` mutations of `board`'s budget.
     pub async fn take_mutations(&self, board: &str, want: u32) -> Result<Grant, PortError> {
         let now = self.clock.now();
@@ -260,6 +265,28 @@ mod tests {
             g => panic!("{g:?}"),
         }
         assert_eq!(l.take_mutations("2", 40).await.unwrap(), Grant::Granted(40));
+    }
+
+    #[tokio::test]
+    async fn the_window_tail_waits_and_says_so() {
+        let cfg = LimiterConfig {
+            window: Duration::from_secs(1),
+            ..LimiterConfig::per_minute(40, 1000)
+        };
+        let at = |ms| Arc::new(FixedClock::at(Utc.timestamp_millis_opt(ms).unwrap()));
+        // The guard is 2 % of the window: the last 20 ms.
+        let tail = Limiter::new(Arc::new(MemBudget::default()), at(10_990), cfg);
+        assert!(tail.window_ending());
+        assert!(matches!(
+            tail.take_mutations("1", 1).await.unwrap(),
+            Grant::Wait(_)
+        ));
+        let middle = Limiter::new(Arc::new(MemBudget::default()), at(10_500), cfg);
+        assert!(!middle.window_ending());
+        assert_eq!(
+            middle.take_mutations("1", 1).await.unwrap(),
+            Grant::Granted(1)
+        );
     }
 
     #[test]

@@ -741,10 +741,18 @@ impl MondaySink {
             let granted = match self.limiter.take_mutations(board, want).await {
                 Ok(Grant::Granted(n)) => n as usize,
                 Ok(Grant::Wait(d)) => {
-                    let f = Failure::deferred(format!(
-                        "flow {flow}, board {board}: mutation budget of {} per window spent",
-                        self.conn.mutations_per_board_per_minute
-                    ));
+                    // Two reasons to wait, told apart for the audit trail.
+                    let why = if self.limiter.window_ending() {
+                        "the budget window is about to end (a write sent now could be counted \
+                         in the next one): waiting for it"
+                            .to_string()
+                    } else {
+                        format!(
+                            "mutation budget of {} per window spent",
+                            self.conn.mutations_per_board_per_minute
+                        )
+                    };
+                    let f = Failure::deferred(format!("flow {flow}, board {board}: {why}"));
                     retry_rest(&mut pending, out, Some(d), &f);
                     break;
                 }
