@@ -4,8 +4,9 @@
 //! from the watermark, read page by page, derive status and aging, hash each record once, drop
 //! records whose hash equals the last one sent (one batched state read per page), pack the rest
 //! into change batches, send them, record what was sent (the sent marks are the `queued` audit
-//! entries), and only then advance the watermark. A crash anywhere before the watermark save re-polls the same window; the queue's
-//! dedup ids and the sinks' version checks absorb the repeats.
+//! entries), and only then advance the watermark. A crash anywhere before the watermark save
+//! re-polls the same window; the queue's dedup ids and the sinks' version checks absorb the
+//! repeats.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -15,7 +16,7 @@ use mlc_core::entity::derived;
 use mlc_core::event::{pack_encoded, EncodedEvent, EventEncoder, RecordJson};
 use mlc_core::mapping::source_fields;
 use mlc_core::ports::{Source, SourceError};
-use mlc_core::query::{Filter, Literal, Op, SourceQuery};
+use mlc_core::query::{Filter, Literal, Op, PageCursor, SourcePage, SourceQuery};
 use mlc_core::state::{LastSent, SentMark, StateKey};
 use mlc_core::{Entity, Lease, Record, SourceVersion, Watermark, WatermarkValue};
 use serde::Serialize;
@@ -323,13 +324,8 @@ impl PollRun<'_> {
         };
         self.renew_if_due().await?;
         let mut page = self
-            .source
-            .read_page(&query, None)
-            .await
-            .map_err(|e| self.source_err(entity, e))?;
-        for l in &lookups {
-            self.fill_lookups(l, &mut page.rows, &mut names).await?;
-        }
+            .read_with_lookups(&query, None, &lookups, &mut names)
+            .await?;
         loop {
             report.rows_read += page.rows.len();
             let rows = std::mem::take(&mut page.rows);
@@ -361,15 +357,9 @@ impl PollRun<'_> {
                 let Some(cursor) = &next else {
                     return Ok(None);
                 };
-                let mut p = this
-                    .source
-                    .read_page(&query, Some(cursor))
+                this.read_with_lookups(&query, Some(cursor), &lookups, names)
                     .await
-                    .map_err(|e| this.source_err(entity, e))?;
-                for l in &lookups {
-                    this.fill_lookups(l, &mut p.rows, names).await?;
-                }
-                Ok::<_, EngineError>(Some(p))
+                    .map(Some)
             };
             let work = async {
                 // The request for the next page is only queued when `fetch` is first polled:
@@ -416,16 +406,13 @@ impl PollRun<'_> {
                 let mut cursor = None;
                 loop {
                     let page = self
-                        .source
-                        .read_page(&by_key, cursor.as_ref())
-                        .await
-                        .map_err(|e| self.source_err(entity, e))?;
+                        .read_with_lookups(&by_key, cursor.as_ref(), &lookups, &mut names)
+                        .await?;
                     report.rows_read += page.rows.len();
-                    let mut rows = page.rows;
-                    for l in &lookups {
-                        self.fill_lookups(l, &mut rows, &mut names).await?;
-                    }
-                    found.extend(self.stage_rows(ec, rows, &mut pending, &mut report).await?);
+                    found.extend(
+                        self.stage_rows(ec, page.rows, &mut pending, &mut report)
+                            .await?,
+                    );
                     match page.next {
                         Some(n) => cursor = Some(n),
                         None => break,
@@ -485,6 +472,25 @@ impl PollRun<'_> {
         };
         self.rt.watermarks.save(&wm).await?;
         Ok(report)
+    }
+
+    /// One page of `query`, its master lookups filled.
+    async fn read_with_lookups(
+        &self,
+        query: &SourceQuery,
+        cursor: Option<&PageCursor>,
+        lookups: &[(Entity, &'static str, Vec<String>)],
+        cache: &mut LookupCache,
+    ) -> Result<SourcePage> {
+        let mut page = self
+            .source
+            .read_page(query, cursor)
+            .await
+            .map_err(|e| self.source_err(query.entity, e))?;
+        for l in lookups {
+            self.fill_lookups(l, &mut page.rows, cache).await?;
+        }
+        Ok(page)
     }
 
     /// Fills `Master.Column` fields of rows from their master records, one query per 50 keys,

@@ -151,21 +151,20 @@ pub async fn sent_marks_are_queued_entries<S: RecordStateStore + AuditLog>(s: &S
     let all_flows = s.history(None, &key.key).await.expect("h");
     assert_eq!(all_flows, want);
 
-    let queued: Vec<AuditEntry> = s
-        .by_outcome(SyncOutcome::Queued, at(0), 100_000)
-        .await
-        .expect("by outcome")
-        .into_iter()
-        .filter(|e| e.flow == flow)
-        .collect();
-    assert_eq!(queued, vec![q1, m2.queued_entry()]);
-    let later: Vec<AuditEntry> = s
-        .by_outcome(SyncOutcome::Queued, at(2), 100_000)
-        .await
-        .expect("by outcome")
-        .into_iter()
-        .filter(|e| e.flow == flow)
-        .collect();
+    // This flow's `queued` entries since a time.
+    let queued_since = |secs: i64| {
+        let flow = flow.clone();
+        async move {
+            s.by_outcome(SyncOutcome::Queued, at(secs), 100_000)
+                .await
+                .expect("by outcome")
+                .into_iter()
+                .filter(|e| e.flow == flow)
+                .collect::<Vec<AuditEntry>>()
+        }
+    };
+    assert_eq!(queued_since(0).await, vec![q1, m2.queued_entry()]);
+    let later = queued_since(2).await;
     assert_eq!(later, vec![m2.queued_entry()]);
 
     let state = s.get_many(std::slice::from_ref(&key)).await.expect("get");

@@ -70,10 +70,6 @@ CREATE TABLE IF NOT EXISTS mlc_record_state (
     flow            TEXT NOT NULL,
     entity          TEXT NOT NULL,
     record_key      TEXT NOT NULL,
-    sent_hash       TEXT,
-    sent_seq        INTEGER,
-    sent_rv         INTEGER,
-    is_open         INTEGER NOT NULL DEFAULT 0,
     applied_seq     INTEGER,
     applied_rv      INTEGER,
     applied_hash    TEXT,
@@ -81,8 +77,9 @@ CREATE TABLE IF NOT EXISTS mlc_record_state (
     applied_at      INTEGER,
     PRIMARY KEY (flow, entity, record_key)
 ) WITHOUT ROWID;
--- Version 3: the poll-side columns (sent_*, is_open) are version 2's; the poll writes
--- `mlc_sent` instead, so their open index goes.
+-- Version 3: the table holds the sink side only; the poll side is `mlc_sent`. Files of
+-- versions 1 and 2 keep their old poll-side columns (sent_*, is_open), read once by the
+-- migration and unused after it; their open index goes.
 DROP INDEX IF EXISTS mlc_record_state_open;
 CREATE TABLE IF NOT EXISTS mlc_audit (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,

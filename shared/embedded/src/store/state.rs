@@ -27,6 +27,15 @@ fn version(seq: Option<i64>, rv: Option<i64>) -> Option<SourceVersion> {
 const LATEST_SENT: &str = "SELECT content_hash, poll_seq, row_version, is_open FROM mlc_sent
      WHERE flow = ?1 AND record_key = ?2 AND entity = ?3 ORDER BY poll_seq DESC LIMIT 1";
 
+/// A [`LATEST_SENT`] row.
+fn last_sent_row(r: &Row<'_>) -> rusqlite::Result<LastSent> {
+    Ok(LastSent {
+        hash: r.get(0)?,
+        version: version(Some(r.get(1)?), r.get(2)?),
+        open: r.get(3)?,
+    })
+}
+
 /// The sink side of a record.
 const APPLIED: &str = "SELECT applied_seq, applied_rv, applied_hash, destination_ids, applied_at
      FROM mlc_record_state WHERE flow = ?1 AND entity = ?2 AND record_key = ?3";
@@ -162,14 +171,7 @@ impl RecordStateStore for SqliteStore {
                     for k in keys {
                         let entity = k.entity.as_str();
                         let poll_side = sent
-                            .query_row(params![k.flow, k.key, entity], |r| {
-                                Ok((
-                                    r.get::<_, String>(0)?,
-                                    r.get::<_, i64>(1)?,
-                                    r.get::<_, Option<i64>>(2)?,
-                                    r.get::<_, bool>(3)?,
-                                ))
-                            })
+                            .query_row(params![k.flow, k.key, entity], last_sent_row)
                             .optional()
                             .map_err(sql("get_many"))?;
                         let sink_side = applied
@@ -187,10 +189,10 @@ impl RecordStateStore for SqliteStore {
                             continue;
                         }
                         let mut st = RecordState::default();
-                        if let Some((hash, seq, rv, open)) = poll_side {
-                            st.sent_hash = Some(hash);
-                            st.sent_version = version(Some(seq), rv);
-                            st.open = open;
+                        if let Some(last) = poll_side {
+                            st.sent_hash = Some(last.hash);
+                            st.sent_version = last.version;
+                            st.open = last.open;
                         }
                         if let Some((applied_version, hash, ids, at)) = sink_side {
                             st.applied_version = applied_version;
@@ -220,13 +222,7 @@ impl RecordStateStore for SqliteStore {
                     let mut sent = tx.prepare_cached(LATEST_SENT).map_err(sql("last_sent"))?;
                     for k in keys {
                         let found = sent
-                            .query_row(params![k.flow, k.key, k.entity.as_str()], |r| {
-                                Ok(LastSent {
-                                    hash: r.get(0)?,
-                                    version: version(Some(r.get(1)?), r.get(2)?),
-                                    open: r.get(3)?,
-                                })
-                            })
+                            .query_row(params![k.flow, k.key, k.entity.as_str()], last_sent_row)
                             .optional()
                             .map_err(sql("last_sent"))?;
                         if let Some(last) = found {
