@@ -121,6 +121,7 @@ pub enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     output::init_logging(&cli.log);
+    tracing::debug!(allocator = mlc_alloc::allocator(), "starting");
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -11,6 +11,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     mlc_lambda::init_tracing();
+    tracing::debug!(allocator = mlc_alloc::allocator(), "starting");
     // Once per container: SDK clients, HTTP client, flows file.
     let ctx = LambdaContext::from_env().await.inspect_err(|e| {
         tracing::error!(error = %mlc_lambda::error::chain(e), "cannot start the poll function");

@@ -10,6 +10,7 @@ use mlc_lambda::{replay_handler, LambdaContext, ReplayEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     mlc_lambda::init_tracing();
+    tracing::debug!(allocator = mlc_alloc::allocator(), "starting");
     // Once per container: SDK clients and the flows file.
     let ctx = LambdaContext::from_env().await.inspect_err(|e| {
         tracing::error!(error = %mlc_lambda::error::chain(e), "cannot start the replay function");

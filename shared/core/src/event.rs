@@ -333,25 +333,7 @@ impl EventEncoder {
         record: RecordJson,
     ) -> EncodedEvent {
         let mut json = Vec::with_capacity(self.prefix.len() + record.json.len() + 160);
-        json.extend_from_slice(&self.prefix);
-        let own_at = json.len();
-        let own = EventOwn {
-            entity,
-            key,
-            version,
-            content_hash: &record.hash,
-        };
-        if serde_json::to_writer(&mut json, &own).is_ok() && json.len() >= own_at + 2 {
-            // `{"entity":…}` without its braces: the prefix ends with `,` already.
-            json.remove(own_at);
-            json.pop();
-            json.extend_from_slice(b",\"record\":");
-        } else {
-            json.truncate(own_at);
-            json.extend_from_slice(b"\"record\":");
-        }
-        json.extend_from_slice(&record.json);
-        json.push(b'}');
+        self.encode_into(&mut json, entity, key, version, &record.hash, &record.json);
         EncodedEvent {
             entity,
             key_id,
@@ -359,6 +341,38 @@ impl EventEncoder {
             content_hash: record.hash,
             json,
         }
+    }
+
+    /// Appends the event JSON of one record to `out` (a batch body being built, see
+    /// [`BatchPacker`]): the record's canonical JSON is copied in as is.
+    pub fn encode_into(
+        &self,
+        out: &mut Vec<u8>,
+        entity: Entity,
+        key: &RecordKey,
+        version: SourceVersion,
+        content_hash: &str,
+        record_json: &[u8],
+    ) {
+        out.extend_from_slice(&self.prefix);
+        let own_at = out.len();
+        let own = EventOwn {
+            entity,
+            key,
+            version,
+            content_hash,
+        };
+        if serde_json::to_writer(&mut *out, &own).is_ok() && out.len() >= own_at + 2 {
+            // `{"entity":…}` without its braces: the prefix ends with `,` already.
+            out.remove(own_at);
+            out.pop();
+            out.extend_from_slice(b",\"record\":");
+        } else {
+            out.truncate(own_at);
+            out.extend_from_slice(b"\"record\":");
+        }
+        out.extend_from_slice(record_json);
+        out.push(b'}');
     }
 }
 
@@ -373,50 +387,134 @@ pub fn pack_encoded(
     max_bytes: usize,
     max_events: usize,
 ) -> Vec<EncodedBatch> {
-    let head = batch_head(flow, stream);
-    let close = b"]}";
-    let start = |h: &[u8]| {
-        let mut v = Vec::with_capacity(max_bytes.min(1 << 20));
-        v.extend_from_slice(h);
-        v
-    };
-    let finish = |body: Vec<u8>, hasher: Sha256, n: usize, out: &mut Vec<EncodedBatch>| {
-        let mut body = body;
-        body.extend_from_slice(close);
-        out.push(EncodedBatch {
-            stream: stream.to_string(),
-            dedup_id: dedup_finish(hasher),
-            events: n,
-            // Built from serde_json output and ASCII punctuation only.
-            json: String::from_utf8(body).unwrap_or_default(),
-        });
-    };
-    let mut out = Vec::new();
-    let mut body = start(&head);
-    let mut hasher = dedup_start(flow, stream, None);
-    let mut n = 0usize;
+    let mut packer = BatchPacker::new(flow, stream, max_bytes, max_events);
     for e in events {
-        let len = e.json.len() + usize::from(n > 0);
-        if n > 0 && (body.len() + len + close.len() > max_bytes || n >= max_events) {
-            finish(
-                std::mem::replace(&mut body, start(&head)),
-                std::mem::replace(&mut hasher, dedup_start(flow, stream, None)),
-                n,
-                &mut out,
-            );
-            n = 0;
-        }
-        if n > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(&e.json);
-        dedup_add(&mut hasher, e.entity, &e.key_id, e.version, &e.content_hash);
-        n += 1;
+        packer.push((), e.entity, &e.key_id, e.version, &e.content_hash, |out| {
+            out.extend_from_slice(&e.json)
+        });
     }
-    if n > 0 {
-        finish(body, hasher, n, &mut out);
+    packer.seal();
+    packer.take_sealed().into_iter().map(|(b, _)| b).collect()
+}
+
+/// Builds the batch bodies of one stream as events arrive: each event is written straight into
+/// the open body (no per-event buffer, no second copy), and a body that reaches `max_bytes` or
+/// `max_events` is sealed with its dedup id. Each event carries a tag (the poll's sent mark)
+/// that comes back with the sealed batch holding it, so what is recorded as sent is exactly
+/// what the queue accepted. Memory is the open body plus the sealed ones not yet taken.
+#[derive(Debug)]
+pub struct BatchPacker<T> {
+    flow: String,
+    stream: String,
+    head: Vec<u8>,
+    max_bytes: usize,
+    max_events: usize,
+    body: Vec<u8>,
+    hasher: Sha256,
+    tags: Vec<T>,
+    sealed: Vec<(EncodedBatch, Vec<T>)>,
+    sealed_events: usize,
+}
+
+const BATCH_CLOSE: &[u8] = b"]}";
+
+impl<T> BatchPacker<T> {
+    /// A packer for `stream` of `flow` with these limits.
+    pub fn new(flow: &str, stream: &str, max_bytes: usize, max_events: usize) -> Self {
+        let head = batch_head(flow, stream);
+        let body = Self::start(&head, max_bytes);
+        BatchPacker {
+            flow: flow.to_string(),
+            stream: stream.to_string(),
+            head,
+            max_bytes,
+            max_events: max_events.max(1),
+            body,
+            hasher: dedup_start(flow, stream, None),
+            tags: Vec::new(),
+            sealed: Vec::new(),
+            sealed_events: 0,
+        }
     }
-    out
+
+    fn start(head: &[u8], max_bytes: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(max_bytes.min(1 << 20).max(head.len() + 2));
+        v.extend_from_slice(head);
+        v
+    }
+
+    /// Adds one event: `write` appends its JSON (see [`EventEncoder::encode_into`]); the other
+    /// arguments are what the batch's dedup id covers.
+    pub fn push(
+        &mut self,
+        tag: T,
+        entity: Entity,
+        key_id: &str,
+        version: SourceVersion,
+        content_hash: &str,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let before = self.body.len();
+        let open = self.tags.len();
+        if open > 0 {
+            self.body.push(b',');
+        }
+        let event_at = self.body.len();
+        write(&mut self.body);
+        if open > 0
+            && (self.body.len() + BATCH_CLOSE.len() > self.max_bytes || open >= self.max_events)
+        {
+            // It does not fit: the open batch is sealed without it and it starts the next one
+            // (the one copy of an event's bytes, once per batch).
+            let event = self.body[event_at..].to_vec();
+            self.body.truncate(before);
+            self.seal();
+            self.body.extend_from_slice(&event);
+        }
+        dedup_add(&mut self.hasher, entity, key_id, version, content_hash);
+        self.tags.push(tag);
+    }
+
+    /// Seals the open batch, if it holds any event.
+    pub fn seal(&mut self) {
+        if self.tags.is_empty() {
+            return;
+        }
+        let mut body = std::mem::replace(&mut self.body, Self::start(&self.head, self.max_bytes));
+        body.extend_from_slice(BATCH_CLOSE);
+        let hasher = std::mem::replace(
+            &mut self.hasher,
+            dedup_start(&self.flow, &self.stream, None),
+        );
+        let tags = std::mem::take(&mut self.tags);
+        self.sealed_events += tags.len();
+        self.sealed.push((
+            EncodedBatch {
+                stream: self.stream.clone(),
+                dedup_id: dedup_finish(hasher),
+                events: tags.len(),
+                // Built from serde_json output and ASCII punctuation only.
+                json: String::from_utf8(body).unwrap_or_default(),
+            },
+            tags,
+        ));
+    }
+
+    /// Events in sealed batches not yet taken.
+    pub fn sealed_events(&self) -> usize {
+        self.sealed_events
+    }
+
+    /// Events in the open batch.
+    pub fn open_events(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// The sealed batches, in order, each with its events' tags.
+    pub fn take_sealed(&mut self) -> Vec<(EncodedBatch, Vec<T>)> {
+        self.sealed_events = 0;
+        std::mem::take(&mut self.sealed)
+    }
 }
 
 /// Hash of a mapped record: SHA-256 over its canonical JSON (keys sorted by `serde_json`'s map).
@@ -551,6 +649,62 @@ mod tests {
                     p.dedup_id
                 );
             }
+        }
+    }
+
+    #[test]
+    fn events_written_into_the_packer_give_the_same_batches_and_their_tags_back() {
+        let events: Vec<ChangeEvent> = (0..40)
+            .map(|i| event(&format!("{i:06}"), 3, &"ab\\\"".repeat(i % 5)))
+            .collect();
+        let enc = EventEncoder::new("acme-sf", "acme-sf:3", events[0].polled_at);
+        for (max_bytes, max_events) in [(1_500, 1000), (100_000, 6), (1, 1000)] {
+            let encoded: Vec<EncodedEvent> = events
+                .iter()
+                .map(|e| {
+                    enc.encode(
+                        e.entity,
+                        &e.key,
+                        e.key.id(),
+                        e.version,
+                        RecordJson::new(&e.record),
+                    )
+                })
+                .collect();
+            let expected = pack_encoded("acme-sf", "s", encoded, max_bytes, max_events);
+            let mut packer = BatchPacker::new("acme-sf", "s", max_bytes, max_events);
+            let mut sealed = Vec::new();
+            for (i, e) in events.iter().enumerate() {
+                let rec = RecordJson::new(&e.record);
+                packer.push(i, e.entity, &e.key.id(), e.version, &rec.hash, |out| {
+                    enc.encode_into(out, e.entity, &e.key, e.version, &rec.hash, &rec.json)
+                });
+                // Taking sealed batches midway changes nothing in what is built.
+                if i % 9 == 0 {
+                    sealed.extend(packer.take_sealed());
+                    assert_eq!(packer.sealed_events(), 0);
+                }
+            }
+            packer.seal();
+            assert_eq!(packer.open_events(), 0);
+            sealed.extend(packer.take_sealed());
+            assert_eq!(
+                sealed.len(),
+                expected.len(),
+                "limits {max_bytes}/{max_events}"
+            );
+            let mut next_tag = 0;
+            for ((batch, tags), want) in sealed.iter().zip(&expected) {
+                assert_eq!(batch, want);
+                assert_eq!(tags.len(), batch.events);
+                for t in tags {
+                    assert_eq!(*t, next_tag, "tags come back in push order");
+                    next_tag += 1;
+                }
+                let back: ChangeBatch = serde_json::from_str(&batch.json).expect("batch json");
+                assert_eq!(back.dedup_id(), batch.dedup_id);
+            }
+            assert_eq!(next_tag, events.len());
         }
     }
 }

@@ -30,7 +30,7 @@ fn date(record: &Record, field: &str) -> Option<NaiveDate> {
 pub fn record_key(entity: Entity, record: &Record) -> Option<RecordKey> {
     use std::fmt::Write as _;
     // The parts joined by `|` as `RecordKey::composite` does, written into one buffer.
-    let mut raw = String::new();
+    let mut raw = String::with_capacity(32);
     for (i, f) in entity.key_fields().iter().enumerate() {
         if i > 0 {
             raw.push('|');
@@ -57,7 +57,18 @@ pub fn add_derived(
     record: &mut Record,
     today: NaiveDate,
 ) -> bool {
-    record.insert(derived::KEY.into(), Value::String(key.id()));
+    add_derived_for(flow, entity, &key.id(), record, today)
+}
+
+/// [`add_derived`] for a key whose identity ([`RecordKey::id`]) the caller has already.
+pub fn add_derived_for(
+    flow: &FlowConfig,
+    entity: Entity,
+    key_id: &str,
+    record: &mut Record,
+    today: NaiveDate,
+) -> bool {
+    record.insert(derived::KEY.into(), Value::String(key_id.to_string()));
     let (balance, due) = match entity {
         Entity::ArInvoice => {
             let balance = number(record, "InvoiceBal1");
@@ -81,7 +92,7 @@ pub fn add_derived(
             };
             record.insert(derived::STATUS.into(), Value::String(label.into()));
             if let Some(d) = date(record, "OrderDueDate") {
-                record.insert(derived::DUE_DATE.into(), Value::String(d.to_string()));
+                record.insert(derived::DUE_DATE.into(), Value::String(iso_date(d)));
             }
             return label == "open";
         }
@@ -100,7 +111,7 @@ pub fn add_derived(
     );
     record.insert(
         derived::DUE_DATE.into(),
-        due.map(|d| Value::String(d.to_string()))
+        due.map(|d| Value::String(iso_date(d)))
             .unwrap_or(Value::Null),
     );
     record.insert(
@@ -108,6 +119,27 @@ pub fn add_derived(
         Value::String(aging_bucket(st, due, today).into()),
     );
     st != mlc_core::invoice::InvoiceStatus::Paid
+}
+
+/// `YYYY-MM-DD`, as `NaiveDate`'s `Display` writes it for years 0–9999, in one allocation
+/// (called for every invoice a poll reads).
+fn iso_date(d: NaiveDate) -> String {
+    use chrono::Datelike as _;
+    let (y, m, day) = (d.year(), d.month(), d.day());
+    if !(0..=9999).contains(&y) {
+        return d.to_string();
+    }
+    let mut s = String::with_capacity(10);
+    for digit in [y / 1000, y / 100 % 10, y / 10 % 10, y % 10] {
+        s.push(char::from(b'0' + digit as u8));
+    }
+    s.push('-');
+    s.push(char::from(b'0' + (m / 10) as u8));
+    s.push(char::from(b'0' + (m % 10) as u8));
+    s.push('-');
+    s.push(char::from(b'0' + (day / 10) as u8));
+    s.push(char::from(b'0' + (day % 10) as u8));
+    s
 }
 
 /// The column whose non-zero value marks an open item, for `open-items` rescans.
@@ -126,5 +158,24 @@ pub fn derivation_inputs(entity: Entity) -> &'static [&'static str] {
         Entity::ApInvoice => &["MthInvBal1", "DueDate"],
         Entity::PorMasterHdr => &["OrderStatus", "OrderDueDate"],
         _ => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates_match_chrono() {
+        for (y, m, d) in [
+            (2026, 12, 3),
+            (1, 1, 1),
+            (999, 10, 31),
+            (9999, 2, 28),
+            (10_000, 1, 1),
+        ] {
+            let date = NaiveDate::from_ymd_opt(y, m, d).expect("valid date");
+            assert_eq!(iso_date(date), date.to_string());
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use mlc_core::config::{ChangeDetection, EntityConfig};
 use mlc_core::entity::derived;
-use mlc_core::event::{pack_encoded, EncodedEvent, EventEncoder, RecordJson};
+use mlc_core::event::{BatchPacker, EventEncoder, RecordJson};
 use mlc_core::mapping::source_fields;
 use mlc_core::ports::{Source, SourceError};
 use mlc_core::query::{Filter, Literal, Op, PageCursor, SourcePage, SourceQuery};
@@ -23,12 +23,17 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::derive::{add_derived, balance_field, derivation_inputs, record_key};
+use crate::derive::{add_derived_for, balance_field, derivation_inputs, record_key};
 use crate::error::{EngineError, Result};
 use crate::runtime::FlowRuntime;
 
-/// Records buffered before a flush to the queue: bounds memory however many rows change.
-const FLUSH_EVENTS: usize = 5_000;
+/// Events in sealed queue batches that trigger a flush (send, then record as sent): with the
+/// open batch, what a poll buffers for the queue is about this many events' JSON (≈ 0.7 MB),
+/// however many rows change.
+const FLUSH_EVENTS: usize = 1_000;
+/// Rows serialised, hashed and checked against record state together: one state read per
+/// chunk, and a chunk's serialised rows are all that waits for that read.
+const STAGE_CHUNK: usize = 1_000;
 /// Keys fetched per by-key query (vanished open items, master lookups).
 const KEYS_PER_QUERY: usize = 50;
 
@@ -139,11 +144,9 @@ struct PollRun<'a> {
     encoder: EventEncoder,
 }
 
-/// Changes staged for the next flush, serialised already.
-struct Pending {
-    events: Vec<EncodedEvent>,
-    marks: Vec<SentMark>,
-}
+/// Changes staged for the queue, written into batch bodies already; each event's tag is its
+/// sent mark.
+type Pending = BatchPacker<SentMark>;
 
 impl PollRun<'_> {
     async fn run(&mut self) -> Result<PollReport> {
@@ -318,10 +321,12 @@ impl PollRun<'_> {
         let mut seen_open: HashSet<String> = HashSet::new();
         let track_vanished = strategy == ChangeDetection::OpenItems;
 
-        let mut pending = Pending {
-            events: Vec::new(),
-            marks: Vec::new(),
-        };
+        let mut pending: Pending = BatchPacker::new(
+            &flow_id,
+            &self.rt.flow.stream_for(entity),
+            self.rt.settings.max_message_bytes,
+            self.rt.settings.max_batch_records,
+        );
         self.renew_if_due().await?;
         let mut page = self
             .read_with_lookups(&query, None, &lookups, &mut names)
@@ -368,9 +373,6 @@ impl PollRun<'_> {
                 // store call, half a page later, and the overlap would be lost.
                 tokio::task::yield_now().await;
                 let keys = this.stage_rows(ec, rows, &mut pending, &mut report).await?;
-                if pending.events.len() >= FLUSH_EVENTS {
-                    this.flush(&mut pending, &mut report).await?;
-                }
                 Ok::<_, EngineError>(keys)
             };
             let (fetched, keys) = tokio::join!(fetch, work);
@@ -430,6 +432,7 @@ impl PollRun<'_> {
                 }
             }
         }
+        pending.seal();
         self.flush(&mut pending, &mut report).await?;
         if self.dry_run {
             return Ok(report);
@@ -569,8 +572,9 @@ impl PollRun<'_> {
         Ok(())
     }
 
-    /// Turns rows into events, dropping those whose hash equals the last one sent. Returns the
-    /// identities of rows that are open.
+    /// Turns rows into events, dropping those whose hash equals the last one sent, a chunk at
+    /// a time; flushes whenever enough batches are sealed. Returns the identities of rows that
+    /// are open.
     async fn stage_rows(
         &self,
         ec: &EntityConfig,
@@ -580,97 +584,91 @@ impl PollRun<'_> {
     ) -> Result<Vec<String>> {
         let flow = &self.rt.flow;
         let entity = ec.entity;
-        let mut staged = Vec::with_capacity(rows.len());
         let mut open_keys = Vec::new();
-        for mut row in rows {
-            let Some(key) = record_key(entity, &row) else {
-                warn!(flow = %flow.id, entity = %entity, "row without its key columns: skipped");
-                continue;
-            };
-            let open = if row.get(derived::STATUS).and_then(Value::as_str) == Some("removed") {
-                false
-            } else {
-                add_derived(flow, entity, &key, &mut row, self.today)
-            };
-            let id = key.id();
-            if open {
-                open_keys.push(id.clone());
+        let mut rows = rows.into_iter().peekable();
+        let mut staged = Vec::with_capacity(STAGE_CHUNK.min(rows.len()));
+        while rows.peek().is_some() {
+            // Each row is serialised once, and dropped: the hash is taken from the bytes the
+            // queue message carries.
+            for mut row in rows.by_ref().take(STAGE_CHUNK) {
+                let Some(key) = record_key(entity, &row) else {
+                    warn!(flow = %flow.id, entity = %entity, "row without its key columns: skipped");
+                    continue;
+                };
+                let id = key.id();
+                let open = if row.get(derived::STATUS).and_then(Value::as_str) == Some("removed") {
+                    false
+                } else {
+                    add_derived_for(flow, entity, &id, &mut row, self.today)
+                };
+                if open {
+                    open_keys.push(id.clone());
+                }
+                let row_version = row.get("TimeStamp").and_then(Value::as_u64);
+                let json = RecordJson::new(&row);
+                staged.push((key, id, json, row_version, open));
             }
-            // Serialised once: the hash is taken from the bytes the queue message carries.
-            let json = RecordJson::new(&row);
-            let row_version = row.get("TimeStamp").and_then(Value::as_u64);
-            staged.push((key, id, json, row_version, open));
-        }
-        let state_keys: Vec<StateKey> = staged
-            .iter()
-            .map(|(_, id, ..)| StateKey::new(flow.id.clone(), entity, id.clone()))
-            .collect();
-        let known: HashMap<StateKey, LastSent> = self
-            .rt
-            .state
-            .last_sent(&state_keys)
-            .await?
-            .into_iter()
-            .collect();
-        for ((key, id, json, row_version, open), sk) in staged.into_iter().zip(state_keys) {
-            if known
-                .get(&sk)
-                .is_some_and(|last| last.hash == json.hash && last.open == open)
-            {
-                report.unchanged += 1;
-                continue;
+            let state_keys: Vec<StateKey> = staged
+                .iter()
+                .map(|(_, id, ..)| StateKey::new(flow.id.clone(), entity, id.clone()))
+                .collect();
+            let known: HashMap<StateKey, LastSent> = self
+                .rt
+                .state
+                .last_sent(&state_keys)
+                .await?
+                .into_iter()
+                .collect();
+            for ((key, id, json, row_version, open), sk) in staged.drain(..).zip(state_keys) {
+                if known
+                    .get(&sk)
+                    .is_some_and(|last| last.hash == json.hash && last.open == open)
+                {
+                    report.unchanged += 1;
+                    continue;
+                }
+                let version = SourceVersion {
+                    poll_seq: self.lease.poll_seq,
+                    row_version,
+                };
+                let RecordJson { json, hash } = json;
+                let encoder = &self.encoder;
+                let write = |out: &mut Vec<u8>| {
+                    encoder.encode_into(out, entity, &key, version, &hash, &json);
+                };
+                let mark = SentMark {
+                    key: sk,
+                    version,
+                    hash: hash.clone(),
+                    open,
+                    polled_at: self.polled_at,
+                };
+                pending.push(mark, entity, &id, version, &hash, write);
             }
-            let version = SourceVersion {
-                poll_seq: self.lease.poll_seq,
-                row_version,
-            };
-            pending.marks.push(SentMark {
-                key: sk,
-                version,
-                hash: json.hash.clone(),
-                open,
-                polled_at: self.polled_at,
-            });
-            pending
-                .events
-                .push(self.encoder.encode(entity, &key, id, version, json));
+            if pending.sealed_events() >= FLUSH_EVENTS {
+                self.flush(pending, report).await?;
+            }
         }
         Ok(open_keys)
     }
 
-    /// Sends buffered events as change batches, then records them as sent (which audits them).
+    /// Sends the sealed batches, then records their events as sent (which audits them).
     async fn flush(&self, pending: &mut Pending, report: &mut EntityPollReport) -> Result<()> {
-        if pending.events.is_empty() {
+        let sealed = pending.take_sealed();
+        if sealed.is_empty() {
             return Ok(());
         }
-        let flow = &self.rt.flow;
-        let events = std::mem::take(&mut pending.events);
-        let marks = std::mem::take(&mut pending.marks);
+        let mut batches = Vec::with_capacity(sealed.len());
+        let mut marks = Vec::new();
+        for (batch, tags) in sealed {
+            batches.push(batch);
+            marks.extend(tags);
+        }
+        report.queued += marks.len();
         if self.dry_run {
-            report.queued += marks.len();
             return Ok(());
-        }
-        // Group by stream, keeping poll order within each.
-        let mut streams: Vec<(String, Vec<EncodedEvent>)> = Vec::new();
-        for e in events {
-            let s = flow.stream_for(e.entity);
-            match streams.iter_mut().find(|(name, _)| *name == s) {
-                Some((_, v)) => v.push(e),
-                None => streams.push((s, vec![e])),
-            }
-        }
-        let mut batches = Vec::new();
-        for (stream, evs) in streams {
-            batches.extend(pack_encoded(
-                &flow.id,
-                &stream,
-                evs,
-                self.rt.settings.max_message_bytes,
-                self.rt.settings.max_batch_records,
-            ));
         }
         report.messages += batches.len();
-        report.queued += marks.len();
         self.rt.queue.send_encoded(batches).await?;
         // The marks are the `queued` audit entries too (see `RecordStateStore::mark_sent`).
         self.rt.state.mark_sent(&marks).await?;

@@ -87,6 +87,8 @@ fn run(args: &[String]) -> Res<()> {
 }
 
 fn main() {
+    // The allocator the CLI and the functions use (shared/alloc), named so that it is linked.
+    let _ = mlc_alloc::allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Err(e) = run(&args) {
         eprintln!("mlc-bench: {e}");
