@@ -16,8 +16,11 @@
 //! Operators can override the settings at run time with `_RJEM_MALLOC_CONF` (jemalloc reads
 //! it after the compiled-in string).
 //!
-//! A binary links the allocator by naming [`ALLOCATOR`] (`use mlc_alloc as _;` is not
-//! enough for an otherwise unused crate).
+//! A binary links the allocator by calling [`allocator`] from `main` (`use mlc_alloc as _;`
+//! is not enough for an otherwise unused crate). Building a binary with
+//! `--no-default-features` leaves jemalloc out and uses the system allocator: jemalloc is C,
+//! built by its own `configure`, and a cross-build (say to arm64 through cargo-lambda's zig)
+//! that cannot build it can still ship.
 
 #[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 mod imp {
