@@ -611,20 +611,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn encoded_events_pack_into_the_batches_pack_batches_builds() {
-        let events: Vec<ChangeEvent> = (0..50)
-            .map(|i| event(&format!("{i:06}"), 7, &"x\"é\u{1}".repeat(i % 7)))
-            .collect();
-        let enc = EventEncoder::new("acme-sf", "acme-sf:7", events[0].polled_at);
-        let encoded: Vec<EncodedEvent> = events
+    /// Each event encoded on its own, its hash checked against the one `event` computed.
+    fn encode_all(enc: &EventEncoder, events: &[ChangeEvent]) -> Vec<EncodedEvent> {
+        events
             .iter()
             .map(|e| {
                 let rec = RecordJson::new(&e.record);
                 assert_eq!(rec.hash, e.content_hash);
                 enc.encode(e.entity, &e.key, e.key.id(), e.version, rec)
             })
+            .collect()
+    }
+
+    #[test]
+    fn encoded_events_pack_into_the_batches_pack_batches_builds() {
+        let events: Vec<ChangeEvent> = (0..50)
+            .map(|i| event(&format!("{i:06}"), 7, &"x\"é\u{1}".repeat(i % 7)))
             .collect();
+        let enc = EventEncoder::new("acme-sf", "acme-sf:7", events[0].polled_at);
+        let encoded = encode_all(&enc, &events);
         for (e, x) in events.iter().zip(&encoded) {
             let back: ChangeEvent = serde_json::from_slice(&x.json).expect("event json");
             assert_eq!(&back, e);
@@ -659,19 +664,13 @@ mod tests {
             .collect();
         let enc = EventEncoder::new("acme-sf", "acme-sf:3", events[0].polled_at);
         for (max_bytes, max_events) in [(1_500, 1000), (100_000, 6), (1, 1000)] {
-            let encoded: Vec<EncodedEvent> = events
-                .iter()
-                .map(|e| {
-                    enc.encode(
-                        e.entity,
-                        &e.key,
-                        e.key.id(),
-                        e.version,
-                        RecordJson::new(&e.record),
-                    )
-                })
-                .collect();
-            let expected = pack_encoded("acme-sf", "s", encoded, max_bytes, max_events);
+            let expected = pack_encoded(
+                "acme-sf",
+                "s",
+                encode_all(&enc, &events),
+                max_bytes,
+                max_events,
+            );
             let mut packer = BatchPacker::new("acme-sf", "s", max_bytes, max_events);
             let mut sealed = Vec::new();
             for (i, e) in events.iter().enumerate() {

@@ -125,20 +125,12 @@ pub fn add_derived_for(
 /// (called for every invoice a poll reads).
 fn iso_date(d: NaiveDate) -> String {
     use chrono::Datelike as _;
-    let (y, m, day) = (d.year(), d.month(), d.day());
-    if !(0..=9999).contains(&y) {
+    use std::fmt::Write as _;
+    if !(0..=9999).contains(&d.year()) {
         return d.to_string();
     }
     let mut s = String::with_capacity(10);
-    for digit in [y / 1000, y / 100 % 10, y / 10 % 10, y % 10] {
-        s.push(char::from(b'0' + digit as u8));
-    }
-    s.push('-');
-    s.push(char::from(b'0' + (m / 10) as u8));
-    s.push(char::from(b'0' + (m % 10) as u8));
-    s.push('-');
-    s.push(char::from(b'0' + (day / 10) as u8));
-    s.push(char::from(b'0' + (day % 10) as u8));
+    let _ = write!(s, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day());
     s
 }
 
