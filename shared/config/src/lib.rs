@@ -2,8 +2,8 @@
 //!
 //! [`load`] / [`parse`] turn a flows file into [`mlc_core::config::ConnectorConfig`] or a
 //! [`ConfigError`] listing **every** problem, one per line, as `file:line: path: message`
-//! (`flows.toml:14: flows[1].entities[0].mapping.Amount: source field "InvoiceBall1" is not in
-//! ArInvoice`). Three passes, each reporting all it finds:
+//! (`flows.toml:14: flows[1].entities[0].mapping.Amount: source field "_DueDat" is not a derived
+//! field …`). Three passes, each reporting all it finds:
 //! 1. syntax: toml's recoverable parser, with line numbers;
 //! 2. shape: a walk of the spanned document against the shape of the core types (unknown keys,
 //!    missing keys, wrong types, unknown entities, inline secrets), because serde stops at the
@@ -11,7 +11,9 @@
 //!    patched out (unknown keys dropped, bad optional values defaulted) so that pass 3 still
 //!    checks the rest of it — only a flow missing something essential is skipped;
 //! 3. meaning: the rules of the domain (ids, time zones, schedules, endpoints, change detection,
-//!    mappings against entity columns, destination-specific rules).
+//!    mapping field names, destination-specific rules). Which columns exist is the server's
+//!    `$metadata`, checked by `ping` and by the reader: offline, a column name is refused only
+//!    when it cannot be one.
 //!
 //! Secrets are references only (`env:NAME` locally, a Secrets Manager ARN in AWS); no message
 //! ever repeats a value found where a secret reference belongs.
@@ -21,7 +23,7 @@
 //! - `path`: document paths and their line numbers; `problems`: the collector
 //! - `schema`: the structural walk (the core types' shape as data)
 //! - `checks`: the semantic checks
-//! - [`fields`]: entity date columns and dotted lookups (`Customer.Name`)
+//! - [`fields`]: entity date columns, source field names and dotted lookups (`Customer.Name`)
 //! - [`check_endpoint`], [`schedule_duration`], [`eventbridge_rate`], [`check_flow_id`]:
 //!   helpers other crates reuse
 

@@ -158,6 +158,7 @@ static RULE: Struct = Struct {
         opt("default", Ty::Any),
         opt("type", Ty::Enum(&["text", "number", "date", "bool"])),
         opt("max_len", USIZE),
+        opt("round", USIZE),
         opt("column_type", Ty::Str),
     ],
 };

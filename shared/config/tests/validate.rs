@@ -264,7 +264,7 @@ fn unknown_keys_and_wrong_types_are_all_reported() {
 fn three_mistakes_in_one_file_are_all_reported() {
     let text = edit(SF, "id = \"acme-sf\"", "id = \"Acme_SF\"");
     let text = edit(&text, "schedule = \"15m\"", "schedule = \"30s\"");
-    let text = edit(&text, "from = \"InvoiceBal1\"", "from = \"InvoiceBall1\"");
+    let text = edit(&text, "from = \"InvoiceBal1\"", "from = \"Invoice Bal1\"");
     let e = errors(&text);
     assert_eq!(e.problems.len(), 3, "{e}");
     let lines: Vec<String> = e.to_string().lines().map(String::from).collect();
@@ -282,7 +282,7 @@ fn three_mistakes_in_one_file_are_all_reported() {
     );
     assert_eq!(
         lines[2],
-        format!("t.toml:{}: flows[0].entities[1].mapping.Amount.from: source field \"InvoiceBall1\" is not in ArInvoice", line_of(&text, "InvoiceBall1"))
+        format!("t.toml:{}: flows[0].entities[1].mapping.Amount.from: source field \"Invoice Bal1\" cannot be a SYSPRO column name (ASCII letters, digits and '_', starting with a letter)", line_of(&text, "Invoice Bal1"))
     );
 }
 
@@ -449,16 +449,64 @@ fn date_window_needs_a_date_column() {
 }
 
 #[test]
-fn mapping_source_fields_and_template_placeholders() {
+fn columns_outside_the_built_in_list_are_accepted() {
+    // Issue 19: `OnHold` is a real ApSupplier column; which columns a site has is its
+    // `$metadata`'s business (checked by ping and the reader), not a built-in list's.
+    let suppliers = MONDAY
+        .replace(
+            "entity = \"ApInvoice\"\nchange_detection = \"date-window\"\ndate_field = \"InvoiceDate\"",
+            "entity = \"ApSupplier\"\nchange_detection = \"full-scan\"",
+        )
+        .replace("{Invoice} · {Supplier.SupplierName}", "{Supplier} · {SupplierName}")
+        .replace(
+            "amount = { from = \"OrigInvValue\", type = \"number\", column_type = \"numbers\" }",
+            "on_hold = { from = \"OnHold\", column_type = \"text\" }\nuser = { from = \"UserField1\", column_type = \"text\" }",
+        )
+        .replace("status = { from = \"_Status\", map = { open = \"Open\", paid = \"Paid\", overdue = \"Late\" }, column_type = \"status\" }\n", "");
+    assert!(suppliers.contains("from = \"OnHold\""), "{suppliers}");
+    let c = parse("t.toml", &suppliers).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.flows[0].entities[0].entity, Entity::ApSupplier);
+    // A name that is not in the built-in list, in a plain mapping, a template and a lookup.
     let text = edit(SF, "Phone = \"Telephone\"", "Phone = \"Telefone\"");
+    parse("t.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let text = edit(
+        MONDAY,
+        "{Supplier.SupplierName}",
+        "{Supplier.OnHold} {UserField1}",
+    );
+    parse("t.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn mapping_source_fields_and_template_placeholders() {
+    let text = edit(SF, "Phone = \"Telephone\"", "Phone = \"Tele'phone\"");
     assert_only(
         &text,
-        "Telefone",
+        "Tele'phone",
         "flows[0].entities[0].mapping.Phone",
-        "source field \"Telefone\" is not in ArCustomer",
+        "source field \"Tele'phone\" cannot be a SYSPRO column name",
     );
-    let text = edit(MONDAY, "{Supplier.SupplierName}", "{Supplier.Name}");
-    assert_only(&text, "item_name", "flows[0].entities[0].monday.item_name", "template placeholder \"Supplier.Name\" is not in ApInvoice (\"Name\" is not a column of ApSupplier)");
+    let text = edit(SF, "Phone = \"Telephone\"", "Phone = \"Tele phone\"");
+    assert_only(
+        &text,
+        "Tele phone",
+        "flows[0].entities[0].mapping.Phone",
+        "source field \"Tele phone\" cannot be a SYSPRO column name",
+    );
+    // Derived fields are ours: only the known ones.
+    let text = edit(SF, "from = \"_DueDate\"", "from = \"_DueDat\"");
+    assert_only(
+        &text,
+        "_DueDat\"",
+        "flows[0].entities[1].mapping.CloseDate.from",
+        "source field \"_DueDat\" is not a derived field (derived fields: _Status, _DueDate,",
+    );
+    let text = edit(
+        MONDAY,
+        "{Supplier.SupplierName}",
+        "{Supplier.Supplier Name}",
+    );
+    assert_only(&text, "item_name", "flows[0].entities[0].monday.item_name", "template placeholder \"Supplier.Supplier Name\" is not in ApInvoice (as a column of ApSupplier, \"Supplier Name\" cannot be a SYSPRO column name");
     // Dotted lookups only reach a document's master.
     let text = edit(
         SF,
@@ -781,6 +829,7 @@ fn schema_matches_core() {
                     default: Some(serde_json::json!(0)),
                     kind: Some(ValueKind::Text),
                     max_len: Some(3),
+                    round: Some(2),
                     column_type: Some("text".into()),
                 }),
             );

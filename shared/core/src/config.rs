@@ -269,7 +269,7 @@ pub enum FieldMapping {
 }
 
 /// A mapping rule: one source (field, concat, template or constant) then transforms in order:
-/// trim → map → default → type conversion → max_len.
+/// trim → map → default → type conversion → round → max_len.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingRule {
@@ -303,6 +303,9 @@ pub struct MappingRule {
     /// Truncate text to this many characters.
     #[serde(default)]
     pub max_len: Option<usize>,
+    /// Round a number half-up (away from zero on a tie) to this many decimals, as a decimal.
+    #[serde(default)]
+    pub round: Option<u32>,
     /// Monday.com column type this mapping writes (checked against the board).
     #[serde(default)]
     pub column_type: Option<String>,
@@ -378,6 +381,9 @@ pub struct SalesforceConnection {
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
 }
+
+/// The column an Opportunity's `Amount` comes from unless the flow maps `Amount` itself.
+pub const OPPORTUNITY_AMOUNT_FROM: &str = "CurrencyValue";
 
 fn default_sf_version() -> String {
     "v62.0".to_string()

@@ -1,8 +1,8 @@
 //! The SYSPRO entities the connector polls: table, key columns and known columns.
 //!
 //! Column lists come from `../shared/api-notes/syspro.md` (scaffolds of real SYSPRO databases).
-//! Config validation checks mappings against them; at run time a source's `$metadata` may add
-//! columns, which `ping` reports.
+//! They are offline help only: the columns a server really has come from its `$metadata`,
+//! which `ping` and every read check the mapped columns against.
 
 use std::fmt;
 use std::str::FromStr;
@@ -167,6 +167,7 @@ impl Entity {
                 "Currency",
                 "TermsCode",
                 "Email",
+                "OnHold",
                 "TimeStamp",
             ],
             Entity::ApInvoice => &[

@@ -260,8 +260,17 @@ pub struct RecordJson {
 impl RecordJson {
     /// Serialises and hashes a record.
     pub fn new(record: &Record) -> Self {
+        Self::seeded("", record)
+    }
+
+    /// Serialises a record and hashes it after `seed` (the entity's mapping fingerprint,
+    /// [`crate::view::DestinationView`]): the same record under another mapping hashes apart.
+    pub fn seeded(seed: &str, record: &Record) -> Self {
         let json = serde_json::to_vec(record).unwrap_or_default();
-        let hash = hex::encode(&Sha256::digest(&json)[..16]);
+        let mut h = Sha256::new();
+        h.update(seed.as_bytes());
+        h.update(&json);
+        let hash = hex::encode(&h.finalize()[..16]);
         RecordJson { json, hash }
     }
 }

@@ -3,6 +3,8 @@
 use chrono::{Days, NaiveDate};
 use serde::{Deserialize, Serialize};
 
+use crate::money::{round_half_up, Decimal};
+
 /// The status the destinations see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -26,11 +28,39 @@ impl InvoiceStatus {
     }
 }
 
-/// Status from balance, due date and today. Balances are compared in cents so `0.001` noise
-/// from decimal(14,2) columns read as floats never counts as open.
-pub fn status(balance: f64, due: Option<NaiveDate>, today: NaiveDate) -> InvoiceStatus {
-    if (balance * 100.0).round() == 0.0 {
+/// Which way a document's balance runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentKind {
+    /// An invoice or debit note: the balance is owed to the company and falls due.
+    Debit,
+    /// A credit note: the company owes the balance; it never falls overdue.
+    Credit,
+}
+
+impl DocumentKind {
+    /// From SYSPRO's `DocumentType` (`C` is a credit note; `I`, `D`, blank … are debits).
+    pub fn from_document_type(t: Option<&str>) -> Self {
+        match t.map(str::trim) {
+            Some("C") => DocumentKind::Credit,
+            _ => DocumentKind::Debit,
+        }
+    }
+}
+
+/// Status from balance, due date and today. Balances are compared in cents, so sub-cent noise
+/// never counts as open. Only a balance owed to the company can be overdue: a credit note, or
+/// any document with a credit (negative) balance, stays open until it is settled.
+pub fn status(
+    balance: Decimal,
+    due: Option<NaiveDate>,
+    today: NaiveDate,
+    kind: DocumentKind,
+) -> InvoiceStatus {
+    let cents = round_half_up(balance, 2);
+    if cents.is_zero() {
         InvoiceStatus::Paid
+    } else if kind == DocumentKind::Credit || cents.is_sign_negative() {
+        InvoiceStatus::Open
     } else if due.is_some_and(|d| d < today) {
         InvoiceStatus::Overdue
     } else {
@@ -133,25 +163,20 @@ mod tests {
         assert_eq!(parse_business_date("2024-02-29"), Some(d("2024-02-29")));
     }
 
+    fn dec(s: &str) -> Decimal {
+        crate::money::parse(s).unwrap()
+    }
+
     #[test]
     fn status_and_aging() {
         let today = d("2026-11-24");
-        assert_eq!(
-            status(0.0, Some(d("2026-01-01")), today),
-            InvoiceStatus::Paid
-        );
-        assert_eq!(
-            status(0.004, Some(d("2026-01-01")), today),
-            InvoiceStatus::Paid
-        );
-        assert_eq!(
-            status(10.0, Some(d("2026-11-24")), today),
-            InvoiceStatus::Open
-        );
-        assert_eq!(
-            status(10.0, Some(d("2026-11-23")), today),
-            InvoiceStatus::Overdue
-        );
+        let debit = DocumentKind::Debit;
+        let st = |b: &str, due: &str, k| status(dec(b), Some(d(due)), today, k);
+        assert_eq!(st("0", "2026-01-01", debit), InvoiceStatus::Paid);
+        assert_eq!(st("0.004", "2026-01-01", debit), InvoiceStatus::Paid);
+        assert_eq!(st("0.005", "2026-01-01", debit), InvoiceStatus::Overdue);
+        assert_eq!(st("10", "2026-11-24", debit), InvoiceStatus::Open);
+        assert_eq!(st("10", "2026-11-23", debit), InvoiceStatus::Overdue);
         assert_eq!(
             aging_bucket(InvoiceStatus::Overdue, Some(d("2026-11-23")), today),
             "1-30"
@@ -163,6 +188,32 @@ mod tests {
         assert_eq!(
             aging_bucket(InvoiceStatus::Overdue, Some(d("2026-08-01")), today),
             "90+"
+        );
+    }
+
+    #[test]
+    fn credits_never_fall_overdue() {
+        let today = d("2026-11-24");
+        let long_ago = Some(d("2025-01-01"));
+        let credit = DocumentKind::from_document_type(Some("C "));
+        assert_eq!(credit, DocumentKind::Credit);
+        assert_eq!(
+            status(dec("-250.00"), long_ago, today, credit),
+            InvoiceStatus::Open
+        );
+        assert_eq!(
+            status(dec("0.00"), long_ago, today, credit),
+            InvoiceStatus::Paid
+        );
+        // A credit balance on a debit document (an over-payment) is owed to the customer too.
+        let debit = DocumentKind::from_document_type(Some("I"));
+        assert_eq!(
+            status(dec("-5"), long_ago, today, debit),
+            InvoiceStatus::Open
+        );
+        assert_eq!(
+            DocumentKind::from_document_type(Some("D")),
+            DocumentKind::Debit
         );
     }
 

@@ -14,6 +14,8 @@
 //! - [`config`]: `FlowConfig` and friends (parsing and validation live in `mlc-config`)
 //! - [`entity`]: the SYSPRO entities we poll, their keys and columns
 //! - [`mapping`]: field mapping with small transforms, pure
+//! - [`money`]: decimals for money and quantities (never `f64`)
+//! - [`view`]: the fields a destination reads and the fingerprint of its mapping
 //! - [`invoice`]: status (open / overdue / paid), due date and aging, from one clock
 //! - [`clock`]: the one clock that tests and operators can set
 //! - [`secret`]: redacting secret wrapper and references
@@ -28,11 +30,13 @@ pub mod error;
 pub mod event;
 pub mod invoice;
 pub mod mapping;
+pub mod money;
 pub mod outcome;
 pub mod ports;
 pub mod query;
 pub mod secret;
 pub mod state;
+pub mod view;
 pub mod watermark;
 
 #[cfg(feature = "conformance")]

@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::config::{FieldMapping, MappingRule, ValueKind};
 use crate::event::Record;
 use crate::invoice::parse_business_date;
+use crate::money;
 
 /// A record that cannot be mapped: which destination field, from which source field, why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +30,37 @@ pub fn apply(
         out.insert(dest.clone(), v);
     }
     Ok(out)
+}
+
+/// The status a record carries when its key is gone from SYSPRO.
+pub const REMOVED: &str = "removed";
+
+/// True for the record of a key that no longer exists in SYSPRO (`_Status = removed`).
+pub fn is_removed(record: &Record) -> bool {
+    record
+        .get(crate::entity::derived::STATUS)
+        .and_then(Value::as_str)
+        == Some(REMOVED)
+}
+
+/// The rules a removal may write: those that read only `_Status` and say what `removed`
+/// becomes (no map, or a map with a `removed` entry). A record gone from SYSPRO carries only
+/// its key, so every other field would be written empty: those keep their destination value.
+pub fn removal_rules(mapping: &BTreeMap<String, FieldMapping>) -> BTreeMap<String, FieldMapping> {
+    mapping
+        .iter()
+        .filter(|(_, rule)| {
+            let reads = source_fields(rule);
+            let status_only =
+                !reads.is_empty() && reads.iter().all(|f| f == crate::entity::derived::STATUS);
+            let maps_removed = match rule {
+                FieldMapping::Rule(r) => r.map.as_ref().is_none_or(|m| m.contains_key(REMOVED)),
+                FieldMapping::Field(_) => true,
+            };
+            status_only && maps_removed
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// The source fields a mapping reads (for validation against the entity's columns).
@@ -131,6 +163,7 @@ fn apply_one(dest: &str, rule: &FieldMapping, record: &Record) -> Result<Value, 
         default,
         kind,
         max_len,
+        round,
         column_type: _,
     } = rule;
 
@@ -186,6 +219,12 @@ fn apply_one(dest: &str, rule: &FieldMapping, record: &Record) -> Result<Value, 
             ))
         })?;
     }
+    if let Some(places) = round {
+        v = match money::decimal(Some(&v)).map_err(|m| err(format!("round: {m}")))? {
+            Some(d) => money::to_json(money::round_half_up(d, *places)),
+            None => Value::Null,
+        };
+    }
     if let (Some(n), Value::String(s)) = (max_len, &v) {
         if s.chars().count() > *n {
             v = Value::String(s.chars().take(*n).collect());
@@ -205,17 +244,10 @@ pub fn convert(v: Value, kind: ValueKind) -> Result<Value, String> {
             Value::String(s) => Value::String(s),
             other => Value::String(other.to_string()),
         }),
-        ValueKind::Number => match &v {
-            Value::Number(_) => Ok(v),
-            Value::String(s) if s.trim().is_empty() => Ok(Value::Null),
-            Value::String(s) => s
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map(Value::Number)
-                .ok_or_else(|| format!("{s:?} is not a number")),
-            other => Err(format!("{other} is not a number")),
+        // Through `Decimal`, never `f64`: the destination receives the exact decimal text.
+        ValueKind::Number => match money::decimal(Some(&v))? {
+            Some(d) => Ok(money::to_json(d)),
+            None => Ok(Value::Null),
         },
         ValueKind::Date => match &v {
             Value::String(s) if s.trim().is_empty() || s.starts_with("0000-00-00") => {
@@ -329,6 +361,36 @@ mod tests {
             e.message.contains("Bal") && e.message.contains("abc"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn removal_writes_only_status_rules_that_know_removed() {
+        let rule = |from: &str, map: Option<&[(&str, &str)]>| {
+            FieldMapping::Rule(MappingRule {
+                from: Some(from.into()),
+                map: map.map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                }),
+                ..Default::default()
+            })
+        };
+        let mut m = BTreeMap::new();
+        m.insert("Amount".into(), rule("CurrencyValue", None));
+        m.insert(
+            "Stage".into(),
+            rule("_Status", Some(&[("open", "Open"), ("removed", "Gone")])),
+        );
+        m.insert("Label".into(), rule("_Status", Some(&[("open", "Open")])));
+        m.insert("Raw".into(), FieldMapping::Field("_Status".into()));
+        let kept: Vec<String> = removal_rules(&m).into_keys().collect();
+        assert_eq!(kept, ["Raw", "Stage"]);
+        let r = rec(json!({"Customer": "C1", "_Status": "removed"}));
+        assert!(is_removed(&r));
+        let out = apply(&removal_rules(&m), &r).unwrap();
+        assert_eq!(out["Stage"], json!("Gone"));
+        assert_eq!(out.len(), 2);
     }
 
     #[test]

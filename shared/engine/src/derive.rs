@@ -5,17 +5,14 @@
 use chrono::NaiveDate;
 use mlc_core::config::FlowConfig;
 use mlc_core::entity::derived;
-use mlc_core::invoice::{aging_bucket, due_from_terms, parse_business_date, status};
+use mlc_core::invoice::{aging_bucket, due_from_terms, parse_business_date, status, DocumentKind};
+use mlc_core::money::{self, Decimal};
 use mlc_core::{Entity, Record, RecordKey};
 use serde_json::Value;
 
-/// Reads a number that may be a JSON number or a space-padded string.
-pub fn number(record: &Record, field: &str) -> Option<f64> {
-    match record.get(field)? {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
+/// Reads a decimal that may be a JSON number or a space-padded string (never through `f64`).
+pub fn decimal(record: &Record, field: &str) -> Option<Decimal> {
+    money::decimal(record.get(field)).ok().flatten()
 }
 
 fn text<'a>(record: &'a Record, field: &str) -> Option<&'a str> {
@@ -69,9 +66,9 @@ pub fn add_derived_for(
     today: NaiveDate,
 ) -> bool {
     record.insert(derived::KEY.into(), Value::String(key_id.to_string()));
-    let (balance, due) = match entity {
+    let (balance, due, kind) = match entity {
         Entity::ArInvoice => {
-            let balance = number(record, "InvoiceBal1");
+            let balance = decimal(record, "InvoiceBal1");
             let due = date(record, "InvoiceDate").map(|d| {
                 let days = text(record, "TermsCode")
                     .and_then(|t| flow.syspro.terms_days.get(t.trim()))
@@ -79,9 +76,14 @@ pub fn add_derived_for(
                     .unwrap_or(flow.syspro.default_due_days);
                 due_from_terms(d, days)
             });
-            (balance, due)
+            let kind = DocumentKind::from_document_type(text(record, "DocumentType"));
+            (balance, due, kind)
         }
-        Entity::ApInvoice => (number(record, "MthInvBal1"), date(record, "DueDate")),
+        Entity::ApInvoice => (
+            decimal(record, "MthInvBal1"),
+            date(record, "DueDate"),
+            DocumentKind::Debit,
+        ),
         Entity::PorMasterHdr => {
             let st = text(record, "OrderStatus").map(str::trim).unwrap_or("");
             let label = match st {
@@ -101,13 +103,11 @@ pub fn add_derived_for(
     let Some(balance) = balance else {
         return false;
     };
-    let st = status(balance, due, today);
+    let st = status(balance, due, today, kind);
     record.insert(derived::STATUS.into(), Value::String(st.as_str().into()));
     record.insert(
         derived::BALANCE.into(),
-        serde_json::Number::from_f64((balance * 100.0).round() / 100.0)
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
+        money::to_json(money::round_half_up(balance, 2)),
     );
     record.insert(
         derived::DUE_DATE.into(),
@@ -146,7 +146,7 @@ pub fn balance_field(entity: Entity) -> Option<&'static str> {
 /// Columns the derivations read, per entity.
 pub fn derivation_inputs(entity: Entity) -> &'static [&'static str] {
     match entity {
-        Entity::ArInvoice => &["InvoiceBal1", "InvoiceDate", "TermsCode"],
+        Entity::ArInvoice => &["InvoiceBal1", "InvoiceDate", "TermsCode", "DocumentType"],
         Entity::ApInvoice => &["MthInvBal1", "DueDate"],
         Entity::PorMasterHdr => &["OrderStatus", "OrderDueDate"],
         _ => &[],

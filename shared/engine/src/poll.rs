@@ -14,10 +14,10 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use mlc_core::config::{ChangeDetection, EntityConfig};
 use mlc_core::entity::derived;
 use mlc_core::event::{BatchPacker, EventEncoder, RecordJson};
-use mlc_core::mapping::source_fields;
 use mlc_core::ports::{Source, SourceError};
 use mlc_core::query::{Filter, Literal, Op, PageCursor, SourcePage, SourceQuery};
 use mlc_core::state::{LastSent, SentMark, StateKey};
+use mlc_core::view::DestinationView;
 use mlc_core::{Entity, Lease, Record, SourceVersion, Watermark, WatermarkValue};
 use serde::Serialize;
 use serde_json::Value;
@@ -185,40 +185,16 @@ impl PollRun<'_> {
         Ok(())
     }
 
-    /// Columns to read: keys, mapped fields, derivation inputs, the date field and `TimeStamp`.
-    fn select(&self, ec: &EntityConfig, with_rowversion: bool) -> Vec<String> {
+    /// Columns to read: keys, the columns the destination reads, derivation inputs, the date
+    /// field and `TimeStamp`. Any column the server has may be named (the reader checks them
+    /// against `$metadata`).
+    fn select(ec: &EntityConfig, view: &DestinationView, with_rowversion: bool) -> Vec<String> {
         let entity = ec.entity;
         let mut set: BTreeSet<String> = entity.key_fields().iter().map(|s| s.to_string()).collect();
-        let mut add = |f: &str| {
-            if entity.known_fields().contains(&f) {
-                set.insert(f.to_string());
-            }
-        };
-        for rule in ec.mapping.values() {
-            for f in source_fields(rule) {
-                add(&f);
-            }
-        }
-        for f in derivation_inputs(entity) {
-            add(f);
-        }
-        if let Some(t) = &ec.monday {
-            for f in mlc_core::mapping::template_fields(&t.item_name) {
-                add(&f);
-            }
-        }
-        if let mlc_core::config::Destination::Salesforce(sf) = &self.rt.flow.destination {
-            if entity == Entity::ArInvoice {
-                for f in mlc_core::mapping::template_fields(&sf.opportunity_name) {
-                    add(&f);
-                }
-            }
-            if entity == Entity::ArCustomer {
-                add("Name");
-            }
-        }
+        set.extend(view.columns().map(str::to_string));
+        set.extend(derivation_inputs(entity).iter().map(|f| f.to_string()));
         if let Some(d) = &ec.date_field {
-            add(d);
+            set.insert(d.clone());
         }
         if with_rowversion {
             set.insert("TimeStamp".into());
@@ -226,31 +202,16 @@ impl PollRun<'_> {
         set.into_iter().collect()
     }
 
-    /// Master-record lookups an entity's mapping or templates use (`Customer.Name`,
+    /// Master-record lookups the destination reads (`Customer.Name`,
     /// `Supplier.SupplierName`): (master entity, key column on the row, master columns).
-    fn lookups(&self, ec: &EntityConfig) -> Vec<(Entity, &'static str, Vec<String>)> {
-        let mut wanted: Vec<String> = ec.mapping.values().flat_map(source_fields).collect();
-        if let Some(t) = &ec.monday {
-            wanted.extend(mlc_core::mapping::template_fields(&t.item_name));
-        }
-        if let mlc_core::config::Destination::Salesforce(sf) = &self.rt.flow.destination {
-            if ec.entity == Entity::ArInvoice {
-                wanted.extend(mlc_core::mapping::template_fields(&sf.opportunity_name));
-            }
-        }
+    fn lookups(view: &DestinationView) -> Vec<(Entity, &'static str, Vec<String>)> {
         let mut out: Vec<(Entity, &'static str, Vec<String>)> = Vec::new();
-        for f in wanted {
-            let Some((prefix, col)) = f.split_once('.') else {
-                continue;
-            };
+        for (prefix, col) in view.lookups() {
             let (master, key_col) = match prefix {
-                "Customer" if ec.entity != Entity::ArCustomer => (Entity::ArCustomer, "Customer"),
-                "Supplier" if ec.entity != Entity::ApSupplier => (Entity::ApSupplier, "Supplier"),
+                "Customer" if view.entity != Entity::ArCustomer => (Entity::ArCustomer, "Customer"),
+                "Supplier" if view.entity != Entity::ApSupplier => (Entity::ApSupplier, "Supplier"),
                 _ => continue,
             };
-            if !master.known_fields().contains(&col) {
-                continue;
-            }
             match out.iter_mut().find(|(m, ..)| *m == master) {
                 Some((_, _, cols)) if !cols.iter().any(|c| c == col) => cols.push(col.to_string()),
                 Some(_) => {}
@@ -307,13 +268,14 @@ impl PollRun<'_> {
             _ => None,
         };
 
+        let view = DestinationView::of(&self.rt.flow, ec);
         let query = SourceQuery {
             entity,
-            fields: self.select(ec, has_rv),
+            fields: Self::select(ec, &view, has_rv),
             filter,
             page_size: self.rt.flow.syspro.page_size,
         };
-        let lookups = self.lookups(ec);
+        let lookups = Self::lookups(&view);
         let mut names: LookupCache = HashMap::new();
 
         let mut max_rv: Option<u64> = None;
@@ -372,7 +334,9 @@ impl PollRun<'_> {
                 // the CPU-bound staging, or SYSPRO would hear of the request only at the first
                 // store call, half a page later, and the overlap would be lost.
                 tokio::task::yield_now().await;
-                let keys = this.stage_rows(ec, rows, &mut pending, &mut report).await?;
+                let keys = this
+                    .stage_rows(&view, rows, &mut pending, &mut report)
+                    .await?;
                 Ok::<_, EngineError>(keys)
             };
             let (fetched, keys) = tokio::join!(fetch, work);
@@ -412,7 +376,7 @@ impl PollRun<'_> {
                         .await?;
                     report.rows_read += page.rows.len();
                     found.extend(
-                        self.stage_rows(ec, page.rows, &mut pending, &mut report)
+                        self.stage_rows(&view, page.rows, &mut pending, &mut report)
                             .await?,
                     );
                     match page.next {
@@ -427,7 +391,7 @@ impl PollRun<'_> {
                     .map(|k| removed_record(entity, k))
                     .collect();
                 if !removed.is_empty() {
-                    self.stage_rows(ec, removed, &mut pending, &mut report)
+                    self.stage_rows(&view, removed, &mut pending, &mut report)
                         .await?;
                 }
             }
@@ -577,13 +541,13 @@ impl PollRun<'_> {
     /// are open.
     async fn stage_rows(
         &self,
-        ec: &EntityConfig,
+        view: &DestinationView,
         rows: Vec<Record>,
         pending: &mut Pending,
         report: &mut EntityPollReport,
     ) -> Result<Vec<String>> {
         let flow = &self.rt.flow;
-        let entity = ec.entity;
+        let entity = view.entity;
         let mut open_keys = Vec::new();
         let mut rows = rows.into_iter().peekable();
         let mut staged = Vec::with_capacity(STAGE_CHUNK.min(rows.len()));
@@ -591,6 +555,8 @@ impl PollRun<'_> {
             // Each row is serialised once, and dropped: the hash is taken from the bytes the
             // queue message carries.
             for mut row in rows.by_ref().take(STAGE_CHUNK) {
+                // Read before the row is projected onto what the destination sees.
+                let row_version = row.get("TimeStamp").and_then(Value::as_u64);
                 let Some(key) = record_key(entity, &row) else {
                     warn!(flow = %flow.id, entity = %entity, "row without its key columns: skipped");
                     continue;
@@ -599,13 +565,14 @@ impl PollRun<'_> {
                 let open = if row.get(derived::STATUS).and_then(Value::as_str) == Some("removed") {
                     false
                 } else {
-                    add_derived_for(flow, entity, &id, &mut row, self.today)
+                    let open = add_derived_for(flow, entity, &id, &mut row, self.today);
+                    view.project(&mut row);
+                    open
                 };
                 if open {
                     open_keys.push(id.clone());
                 }
-                let row_version = row.get("TimeStamp").and_then(Value::as_u64);
-                let json = RecordJson::new(&row);
+                let json = RecordJson::seeded(&view.fingerprint, &row);
                 staged.push((key, id, json, row_version, open));
             }
             let state_keys: Vec<StateKey> = staged

@@ -92,11 +92,17 @@ impl Source for MemSource {
         };
         rows.sort_by_key(key);
         let skip: usize = cursor.map(|c| c.0.parse().unwrap()).unwrap_or(0);
+        // Like a server's `$select`: only the columns asked for.
         let page: Vec<Record> = rows
             .iter()
             .skip(skip)
             .take(q.page_size as usize)
-            .cloned()
+            .map(|r| {
+                r.iter()
+                    .filter(|(k, _)| q.fields.is_empty() || q.fields.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
             .collect();
         let next =
             (skip + page.len() < rows.len()).then(|| PageCursor((skip + page.len()).to_string()));
@@ -227,14 +233,32 @@ entity = "ArInvoice"
 change_detection = "open-items"
 [flows.entities.mapping]
 Amount = { from = "CurrencyValue", type = "number" }
+Balance__c = "InvoiceBal1"
 [flows.destination]
 kind = "salesforce"
 my_domain_url = "http://127.0.0.1:2"
 client_id = "env:SF_ID"
 client_secret = "env:SF_SECRET"
+# The destination reads the status (the Opportunity stage), so status changes are changes.
+stage_map = { open = "Open", overdue = "Late", paid = "Won", removed = "Lost" }
 "#;
 
 impl World {
+    /// The world with its flow changed by `edit` (a flows-file edit between runs).
+    fn reconfigure(&mut self, edit: impl FnOnce(&mut FlowConfig)) {
+        let mut f = (*self.flow).clone();
+        edit(&mut f);
+        self.flow = Arc::new(f);
+    }
+
+    fn queued(r: &mlc_engine::PollReport, entity: &str) -> usize {
+        r.entities
+            .iter()
+            .filter(|e| e.entity == entity)
+            .map(|e| e.queued)
+            .sum()
+    }
+
     fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
@@ -680,4 +704,97 @@ mod property {
             })?;
         }
     }
+}
+
+// ---------------------------------------------------------------- what the destination sees
+
+fn rule(toml_rule: &str) -> mlc_core::config::FieldMapping {
+    #[derive(serde::Deserialize)]
+    struct R {
+        r: mlc_core::config::FieldMapping,
+    }
+    toml::from_str::<R>(&format!("r = {toml_rule}")).unwrap().r
+}
+
+#[tokio::test]
+async fn a_mapping_change_resends_exactly_the_entity_it_touched() {
+    let mut w = World::new();
+    w.seed(5, 30);
+    w.sync("2026-11-24").await;
+    w.reconfigure(|f| {
+        f.entities[0].mapping.insert(
+            "AccountNumber".into(),
+            rule(r#"{ from = "Customer", trim = true }"#),
+        );
+    });
+    let r = w.sync("2026-11-24").await;
+    assert_eq!(World::queued(&r, "ArCustomer"), 5, "{r:?}");
+    assert_eq!(World::queued(&r, "ArInvoice"), 0, "{r:?}");
+    let writes = w.dest.0.lock().unwrap().writes;
+    let again = w.sync("2026-11-24").await;
+    assert_eq!(again.queued(), 0, "{again:?}");
+    assert_eq!(w.dest.0.lock().unwrap().writes, writes);
+}
+
+#[tokio::test]
+async fn calendar_changes_nobody_maps_write_nothing() {
+    // Due 2026-12-01 (30 days terms): overdue 1-30 on 12-05, 31-60 on 01-05, status unchanged.
+    let w = World::new();
+    w.seed(3, 12);
+    w.sync("2026-12-05").await;
+    let r = w.sync("2027-01-05").await;
+    assert_eq!(r.queued(), 0, "the aging bucket is mapped nowhere: {r:?}");
+
+    let mut w = World::new();
+    w.reconfigure(|f| {
+        if let mlc_core::config::Destination::Salesforce(sf) = &mut f.destination {
+            sf.aging_field = Some("Aging__c".into());
+        }
+    });
+    w.seed(3, 12);
+    w.sync("2026-12-05").await;
+    let r = w.sync("2027-01-05").await;
+    assert_eq!(
+        World::queued(&r, "ArInvoice"),
+        12,
+        "the aging field is mapped: {r:?}"
+    );
+    let d = w.dest.0.lock().unwrap();
+    assert_eq!(d.records[&inv_key(4, 3)].0["_Aging"], json!("31-60"));
+}
+
+#[tokio::test]
+async fn the_poll_reads_the_columns_the_sink_defaults_use() {
+    // No mapping names CurrencyValue: the Salesforce sink fills Amount from it by default.
+    let mut w = World::new();
+    w.reconfigure(|f| f.entities[1].mapping.clear());
+    w.seed(2, 4);
+    w.sync("2026-11-24").await;
+    let d = w.dest.0.lock().unwrap();
+    let inv = &d.records[&inv_key(3, 2)].0;
+    assert_eq!(inv["CurrencyValue"], json!(103.0), "{inv:?}");
+    assert!(inv.get("TimeStamp").is_none() && inv.get("InvoiceBal1").is_none());
+}
+
+#[tokio::test]
+async fn a_credit_note_never_falls_overdue() {
+    let w = World::new();
+    w.seed(1, 0);
+    for (no, doc, bal) in [
+        ("900001", "C ", -250.0),
+        ("900002", "D ", 40.0),
+        ("900003", "I", -5.0),
+    ] {
+        w.source.upsert(
+            Entity::ArInvoice,
+            json!({"Customer": "0000000 ", "Invoice": no, "DocumentType": doc,
+                   "InvoiceDate": "2026-01-10", "TermsCode": "30", "CurrencyValue": bal, "InvoiceBal1": bal}),
+        );
+    }
+    w.sync("2026-11-24").await;
+    let d = w.dest.0.lock().unwrap();
+    let status = |k: &str| d.records[k].0["_Status"].clone();
+    assert_eq!(status("0000000|900001|C"), json!("open"), "credit note");
+    assert_eq!(status("0000000|900002|D"), json!("overdue"), "debit note");
+    assert_eq!(status("0000000|900003|I"), json!("open"), "credit balance");
 }

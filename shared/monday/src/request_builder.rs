@@ -242,9 +242,11 @@ pub fn sample_documents() -> Vec<(&'static str, GraphqlRequest)> {
 }
 
 /// Shapes a mapped value for a column type, as Monday.com expects it inside `column_values`.
-/// `Null` clears the column. Errors name the value and the expected shape.
+/// `Null` or a blank string clears the column, whatever its type (SYSPRO pads and leaves
+/// columns blank: an empty e-mail is "no e-mail", not a bad one). Errors name the value and
+/// the expected shape.
 pub fn column_value(column_type: &str, value: &Value) -> Result<Value, String> {
-    if value.is_null() {
+    if value.is_null() || value.as_str().is_some_and(|s| s.trim().is_empty()) {
         return Ok(Value::Null);
     }
     let text = || match value {
@@ -437,6 +439,25 @@ mod tests {
             column_value("email", &json!("a@b.c")).unwrap(),
             json!({"email": "a@b.c", "text": "a@b.c"})
         );
+        for ty in [
+            "text",
+            "long_text",
+            "numbers",
+            "date",
+            "status",
+            "dropdown",
+            "email",
+            "phone",
+            "link",
+        ] {
+            for blank in [json!(""), json!("   "), Value::Null] {
+                assert_eq!(
+                    column_value(ty, &blank).unwrap(),
+                    Value::Null,
+                    "{ty} {blank}"
+                );
+            }
+        }
         assert_eq!(
             column_value("phone", &json!("+27 11 555 0101")).unwrap(),
             json!({"phone": "+27115550101", "countryShortName": "ZA"})

@@ -92,6 +92,8 @@ struct Prepared {
     state_key: StateKey,
     item_id: Option<String>,
     may_create: bool,
+    /// The key is gone from SYSPRO: only the removal columns change, never the name.
+    removal: bool,
     item_name: String,
     group_id: Option<String>,
     values: Map<String, Value>,
@@ -489,11 +491,15 @@ impl MondaySink {
         ecfg: &EntityConfig,
         t: &MondayTarget,
         info: &BoardInfo,
-    ) -> std::result::Result<Prepared, Failure> {
+    ) -> std::result::Result<Option<Prepared>, Failure> {
         let flow = &self.flow.id;
         let b = &t.board_id;
         let ev = &w.event;
-        let mapped = mapping::apply(&ecfg.mapping, &ev.record).map_err(|e| {
+        // A record gone from SYSPRO writes only what the flow says a removal becomes.
+        let removal =
+            mapping::is_removed(&ev.record).then(|| mapping::removal_rules(&ecfg.mapping));
+        let rules = removal.as_ref().unwrap_or(&ecfg.mapping);
+        let mapped = mapping::apply(rules, &ev.record).map_err(|e| {
             Failure::permanent(format!(
                 "flow {flow}, board {b}, column {}: {} (record {})",
                 e.field,
@@ -502,6 +508,9 @@ impl MondaySink {
             ))
             .with_field(e.field.clone())
         })?;
+        if removal.is_some() && mapped.is_empty() {
+            return Ok(None);
+        }
         let mut values = Map::new();
         for (col, v) in mapped {
             let ty = info
@@ -555,18 +564,19 @@ impl MondaySink {
                     .cloned()
             })
         };
-        Ok(Prepared {
+        Ok(Some(Prepared {
             idx,
             target,
             state_key,
             item_id,
-            may_create: !is_payment,
+            may_create: !is_payment && removal.is_none(),
+            removal: removal.is_some(),
             item_name: name,
             group_id: t.group_id.clone(),
             values,
             key: key_id,
             version: ev.version.to_string(),
-        })
+        }))
     }
 
     /// Finds item ids for targets (exact match on the id column's text).
@@ -831,7 +841,7 @@ impl MondaySink {
                 let op = match (&p.item_id, p.may_create) {
                     (Some(item), _) => {
                         let mut cv = p.values.clone();
-                        if p.may_create {
+                        if p.may_create && !p.removal {
                             cv.insert("name".into(), Value::String(p.item_name.clone()));
                         }
                         WriteOp::Update {
@@ -846,6 +856,13 @@ impl MondaySink {
                         item_name: p.item_name.clone(),
                         column_values: p.values.clone(),
                     },
+                    (None, false) if p.removal => {
+                        // Never on the board: nothing to mark as removed.
+                        out[p.idx] = Some(RecordOutcome::Unchanged {
+                            destination_ids: BTreeMap::new(),
+                        });
+                        continue;
+                    }
                     (None, false) => {
                         out[p.idx] = Some(RecordOutcome::retry(
                             Some(self.opts.window),
@@ -1298,7 +1315,17 @@ impl Sink for MondaySink {
                     continue;
                 };
                 match self.prepare(i, w, ecfg, t, info) {
-                    Ok(p) => prepared.push(p),
+                    Ok(Some(p)) => prepared.push(p),
+                    // A removal the flow configures no column for: the item keeps every value.
+                    Ok(None) => {
+                        out[i] = Some(RecordOutcome::Unchanged {
+                            destination_ids: w
+                                .prior
+                                .as_ref()
+                                .map(|p| p.destination_ids.clone())
+                                .unwrap_or_default(),
+                        })
+                    }
                     Err(f) => out[i] = Some(RecordOutcome::Permanent(f)),
                 }
             }

@@ -1,9 +1,9 @@
 //! Pure: change events → Salesforce payloads and request bodies (record fields, collections,
 //! Composite, SOQL with escaped literals, Bulk CSV). No I/O here, so every shape is unit-tested.
 
-use mlc_core::config::{EntityConfig, SalesforceConnection, ValueKind};
+use mlc_core::config::{EntityConfig, SalesforceConnection, ValueKind, OPPORTUNITY_AMOUNT_FROM};
 use mlc_core::entity::derived;
-use mlc_core::mapping::{apply, convert, render_template};
+use mlc_core::mapping::{apply, convert, is_removed, removal_rules, render_template, REMOVED};
 use mlc_core::{ChangeEvent, Failure, Record};
 use serde_json::{json, Value};
 
@@ -156,6 +156,9 @@ pub fn account_fields(
     event: &ChangeEvent,
 ) -> Result<Record, Failure> {
     let label = event.label();
+    if is_removed(&event.record) {
+        return removal_fields(None, ec, target, event);
+    }
     let mut out = match ec {
         Some(ec) => apply(&ec.mapping, &event.record).map_err(|e| mapping_failure(&label, e))?,
         None => Record::new(),
@@ -194,16 +197,21 @@ pub fn opportunity_fields(
 ) -> Result<Record, Failure> {
     let label = event.label();
     let rec = &event.record;
+    if is_removed(rec) {
+        return removal_fields(conn.stage_map.get(REMOVED), ec, target, event);
+    }
     let mut out = Record::new();
     let name: String = render_template(&conn.opportunity_name, rec)
         .chars()
         .take(OPPORTUNITY_NAME_MAX)
         .collect();
     out.insert("Name".into(), Value::String(name));
-    if let Some(v) = rec.get("CurrencyValue").filter(|v| !v.is_null()) {
+    if let Some(v) = rec.get(OPPORTUNITY_AMOUNT_FROM).filter(|v| !v.is_null()) {
         let n = convert(v.clone(), ValueKind::Number).map_err(|m| {
-            Failure::permanent(format!("{label}: Amount from CurrencyValue: {m}"))
-                .with_field("Amount")
+            Failure::permanent(format!(
+                "{label}: Amount from {OPPORTUNITY_AMOUNT_FROM}: {m}"
+            ))
+            .with_field("Amount")
         })?;
         out.insert("Amount".into(), n);
     }
@@ -251,6 +259,29 @@ pub fn opportunity_fields(
         for (k, v) in mapped {
             out.insert(k, v);
         }
+    }
+    out.remove(&target.ext_field);
+    out.remove("Id");
+    Ok(out)
+}
+
+/// The fields a removal writes: the stage configured for `removed` and the mapped fields that
+/// say what `removed` becomes ([`removal_rules`]); every other field keeps its value. Empty when
+/// the flow configures nothing for removals.
+fn removal_fields(
+    stage: Option<&String>,
+    ec: Option<&EntityConfig>,
+    target: &Target,
+    event: &ChangeEvent,
+) -> Result<Record, Failure> {
+    let mut out = Record::new();
+    if let Some(stage) = stage {
+        out.insert("StageName".into(), Value::String(stage.clone()));
+    }
+    if let Some(ec) = ec {
+        let mapped = apply(&removal_rules(&ec.mapping), &event.record)
+            .map_err(|e| mapping_failure(&event.label(), e))?;
+        out.extend(mapped);
     }
     out.remove(&target.ext_field);
     out.remove("Id");

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mlc_core::config::{Destination, EntityConfig, FlowConfig, SalesforceConnection};
+use mlc_core::mapping::is_removed;
 use mlc_core::ports::{PendingWrite, RecordStateStore, Secrets, Sink, SinkError};
 use mlc_core::state::StateKey;
 use mlc_core::{Clock, Entity, ErrorLink, Failure, Record, RecordOutcome};
@@ -133,6 +134,15 @@ impl Work {
         for &i in inputs {
             self.outcomes[i] = Some(o.clone());
         }
+    }
+}
+
+/// A removal the flow configures no field for: the destination record keeps every value.
+fn nothing_to_remove(prior_id: Option<String>) -> RecordOutcome {
+    RecordOutcome::Unchanged {
+        destination_ids: prior_id
+            .map(|id| BTreeMap::from([(SALESFORCE_ID.to_string(), id)]))
+            .unwrap_or_default(),
     }
 }
 
@@ -279,6 +289,9 @@ impl SalesforceSink {
                 .cloned();
             match ev.entity {
                 Entity::ArCustomer => match rb::account_fields(self.customer_ec.as_ref(), &self.accounts, ev) {
+                    Ok(fields) if fields.is_empty() && is_removed(&ev.record) => {
+                        w.outcomes[i] = Some(nothing_to_remove(prior_id));
+                    }
                     Ok(fields) => {
                         if let Some(id) = &prior_id {
                             w.acct_ids.insert(ext.clone(), id.clone());
@@ -310,6 +323,9 @@ impl SalesforceSink {
                 },
                 Entity::ArInvoice => {
                     match rb::opportunity_fields(&self.conn, self.invoice_ec.as_ref(), &self.opps, ev) {
+                        Ok(fields) if fields.is_empty() && is_removed(&ev.record) => {
+                            w.outcomes[i] = Some(nothing_to_remove(prior_id));
+                        }
                         Ok(fields) => {
                             let customer = rb::invoice_customer(ev);
                             match opp_ix.get(&ext) {

@@ -1063,3 +1063,73 @@ async fn chaos_converges_without_duplicates() {
         .duplicates("Opportunity", "SYSPRO_Invoice__c")
         .is_empty());
 }
+
+/// The event of an invoice gone from SYSPRO, as the poll sends it: its key and the status.
+fn removed_invoice(cust: &str, inv: &str) -> ChangeEvent {
+    event(
+        Entity::ArInvoice,
+        RecordKey::composite(&[format!("{cust:<7}"), inv.to_string(), "I".to_string()]),
+        json!({"Customer": format!("{cust:<7}"), "Invoice": inv, "DocumentType": "I", "_Status": "removed"}),
+    )
+}
+
+#[tokio::test]
+async fn a_removed_invoice_changes_only_its_stage() {
+    let e = env().await;
+    sync_customers(&e, 1).await;
+    let out = e
+        .sink
+        .write(&[pw(&e.state, invoice("C0000", "000100001", "x"))])
+        .await
+        .unwrap();
+    let id = id_of(&out[0]);
+    e.state
+        .remember(Entity::ArInvoice, "C0000|000100001|I", &id);
+    let before = e.org.record(&id).unwrap();
+
+    let out = e
+        .sink
+        .write(&[pw(&e.state, removed_invoice("C0000", "000100001"))])
+        .await
+        .unwrap();
+    assert!(
+        matches!(out[0], RecordOutcome::Applied { created: false, .. }),
+        "{out:?}"
+    );
+    let after = e.org.record(&id).unwrap();
+    assert_eq!(after.text("StageName").unwrap(), "Closed Lost");
+    for f in [
+        "Name",
+        "Amount",
+        "CloseDate",
+        "SYSPRO_Balance__c",
+        "SYSPRO_Aging__c",
+        "AccountId",
+    ] {
+        assert_eq!(
+            after.fields.get(f),
+            before.fields.get(f),
+            "{f} kept its value"
+        );
+    }
+    assert_eq!(after.text("Amount").as_deref(), Some("1250.5"));
+
+    // A flow that maps no stage for `removed`: nothing is written at all.
+    let sink = make_sink(
+        &e.org,
+        e.state.clone(),
+        json!({"stage_map": {"open": "Prospecting", "overdue": "Negotiation/Review", "paid": "Closed Won"}}),
+        "sim-client-secret",
+    );
+    e.org.clear_requests();
+    let out = sink
+        .write(&[pw(&e.state, removed_invoice("C0000", "000100001"))])
+        .await
+        .unwrap();
+    assert!(matches!(out[0], RecordOutcome::Unchanged { .. }), "{out:?}");
+    assert_eq!(
+        e.org.record(&id).unwrap().text("StageName").unwrap(),
+        "Closed Lost"
+    );
+    assert_eq!(e.org.total_calls(), 0, "{:?}", e.org.requests());
+}

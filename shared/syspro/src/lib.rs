@@ -12,10 +12,20 @@
 //! row before the offset is deleted (or moves) between two page reads, every later row shifts
 //! one place left and the row at the page boundary is never read; an insert shifts rows right
 //! and one is read twice. With keyset paging every row that exists for the whole poll is read
-//! exactly once, whatever happens around it. A server `@odata.nextLink` is honoured when sent
-//! (it is how a server that caps pages says "more"); a short page ends the read. The cursor
-//! handed to the engine ([`mlc_core::query::PageCursor`]) is opaque: base64 of the last key,
-//! any pending nextLink and the rows read in the current `$top` window.
+//! exactly once, whatever happens around it. A server that caps pages below `$top` answers with
+//! an `@odata.nextLink`, which pages by `$skip`: the reader never follows it. The link (or a
+//! full page) only says "more rows"; the next request is the reader's own keyset query, with the
+//! same `$top`, whatever page size the server returned. A page that is short and has no link
+//! ends the read. The cursor handed to the engine ([`mlc_core::query::PageCursor`]) is opaque:
+//! base64 of the last key read.
+//!
+//! # Columns come from `$metadata`
+//! The columns a query `$select`s are checked against the entity set's properties in the
+//! server's `$metadata` before the request goes out: a column the server does not have fails
+//! the read as `Rejected`, naming it, instead of a bare HTTP 400. `ping` reports the same
+//! mismatches up front. The built-in column lists ([`mlc_core::Entity::known_fields`]) play no
+//! part here. e.net has no `$metadata`: there COMFND itself refuses an unknown column with a
+//! business error that names it.
 //!
 //! # Sessions (e.net)
 //! `Logon` sends all four parameters; the token (34 hex + two blanks, sometimes JSON-quoted or
@@ -55,7 +65,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mlc_core::config::{ReadPath, SysproAuth, SysproConnection};
 use mlc_core::ports::{Secrets, SourceError, SourceInfo};
-use mlc_core::query::{Filter, PageCursor, SourcePage, SourceQuery};
+use mlc_core::query::{PageCursor, SourcePage, SourceQuery};
 use mlc_core::secret::{ExposeSecret, SecretString};
 use mlc_core::{Entity, Record};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -381,111 +391,79 @@ impl SysproSource {
         cursor: Option<&PageCursor>,
     ) -> std::result::Result<SourcePage, SourceError> {
         let meta = self.metadata().await?;
-        let set = meta.sets.get(q.entity.as_str());
+        let set = meta.sets.get(q.entity.as_str()).ok_or_else(|| {
+            SourceError::Rejected(format!(
+                "SYSPRO entity set {} is not in the server's $metadata",
+                q.entity
+            ))
+        })?;
         let keys = self.key_fields(q.entity, Some(meta));
-        let kind_of = |f: &str| set.and_then(|s| s.props.get(f).copied());
+        let cols = self.columns(q, &keys)?;
+        check_columns(q.entity, set, &q.fields)?;
+        let kind_of = |f: &str| set.props.get(f).copied();
         let page_size = page_size(q.page_size);
         let cur = cursor.map(|c| Cursor::decode(&c.0)).transpose()?;
-        let base_filter = match q.filter.as_ref().map(query::simplify) {
-            None | Some(Simple::All) => None,
-            Some(Simple::Nothing) => return Ok(SourcePage::default()),
-            Some(Simple::Some(f)) => Some(f),
+        let filter = match query::page_filter(q.filter.as_ref(), &keys, cur.as_ref())? {
+            Simple::Nothing => return Ok(SourcePage::default()),
+            Simple::All => None,
+            Simple::Some(f) => Some(query::to_odata(&f, &kind_of)?),
         };
-        let (url, window) = match &cur {
-            Some(Cursor {
-                n: Some(link), w, ..
-            }) => {
-                self.check_next_link(link)?;
-                (link.clone(), *w)
-            }
-            _ => {
-                let after = match &cur {
-                    Some(c) => Some(query::keyset_after(&keys, &c.k)?),
-                    None => None,
-                };
-                let filter = match (base_filter, after) {
-                    (None, None) => None,
-                    (Some(f), None) | (None, Some(f)) => Some(f),
-                    (Some(f), Some(a)) => Some(Filter::And(vec![f, a])),
-                };
-                let mut params: Vec<String> = Vec::new();
-                let cols = self.columns(q, &keys)?;
-                if !cols.is_empty() {
-                    params.push(format!("$select={}", enc(&cols.join(","))));
-                }
-                if let Some(f) = filter {
-                    params.push(format!("$filter={}", enc(&query::to_odata(&f, &kind_of)?)));
-                }
-                params.push(format!("$orderby={}", enc(&keys.join(","))));
-                params.push(format!("$top={page_size}"));
-                (
-                    format!(
-                        "{}/{}?{}",
-                        self.odata_root(),
-                        enc(q.entity.as_str()),
-                        params.join("&")
-                    ),
-                    0,
-                )
-            }
-        };
-        let password = self.password().await?;
-        let page: ODataPage = self
-            .retrying(&format!("reading SYSPRO {}", q.entity), || async {
-                match self.odata_get_once(&url, &password).await {
-                    Attempt::Done(b) => match serde_json::from_slice::<ODataPage>(&b) {
-                        Ok(p) => Attempt::Done(p),
-                        Err(e) => Attempt::Retry(format!(
-                            "truncated or invalid OData body ({} bytes): {e}",
-                            b.len()
-                        )),
-                    },
-                    Attempt::Retry(m) => Attempt::Retry(m),
-                    Attempt::Fail(e) => Attempt::Fail(e),
-                }
-            })
-            .await?;
+        let url = self.odata_url(q.entity, &cols, filter.as_deref(), &keys, page_size);
+        let page = self.odata_page(q.entity, &url).await?;
+        // A nextLink pages by `$skip`: it is taken as "more rows" and never followed.
+        let more = page.next_link.is_some();
         let rows = odata_rows(page.value, &kind_of);
-        let window = window + rows.len() as u64;
-        let last_key = match rows.last() {
-            Some(r) => key_values(r, &keys)?,
-            None => cur.map(|c| c.k).unwrap_or_default(),
-        };
-        let next = if let Some(link) = page.next_link {
-            Some(Cursor {
-                k: last_key,
-                n: Some(link),
-                w: window,
-            })
-        } else if rows.is_empty() || window < u64::from(page_size) {
-            None
-        } else {
-            Some(Cursor {
-                k: last_key,
-                n: None,
-                w: 0,
-            })
-        };
-        Ok(SourcePage {
-            rows,
-            next: next.map(|c| PageCursor(c.encode())),
-        })
+        let next = next_cursor(&rows, &keys, more, page_size)?;
+        Ok(SourcePage { rows, next })
     }
 
-    /// A nextLink gets our Basic credentials: only follow it to the configured server.
-    fn check_next_link(&self, link: &str) -> std::result::Result<(), SourceError> {
-        let ok = match (url::Url::parse(link), url::Url::parse(&self.base)) {
-            (Ok(a), Ok(b)) => a.origin() == b.origin(),
-            _ => false,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(SourceError::Rejected(format!(
-                "@odata.nextLink {} points away from the configured server",
-                redact_url(link)
-            )))
+    /// The keyset query of one page: `$select`, `$filter`, `$orderby` over the full key, `$top`.
+    fn odata_url(
+        &self,
+        entity: Entity,
+        cols: &[String],
+        filter: Option<&str>,
+        keys: &[String],
+        page_size: u32,
+    ) -> String {
+        let mut params: Vec<String> = Vec::new();
+        if !cols.is_empty() {
+            params.push(format!("$select={}", enc(&cols.join(","))));
         }
+        if let Some(f) = filter {
+            params.push(format!("$filter={}", enc(f)));
+        }
+        params.push(format!("$orderby={}", enc(&keys.join(","))));
+        params.push(format!("$top={page_size}"));
+        format!(
+            "{}/{}?{}",
+            self.odata_root(),
+            enc(entity.as_str()),
+            params.join("&")
+        )
+    }
+
+    /// One OData page, with retries.
+    async fn odata_page(
+        &self,
+        entity: Entity,
+        url: &str,
+    ) -> std::result::Result<ODataPage, SourceError> {
+        let password = self.password().await?;
+        self.retrying(&format!("reading SYSPRO {entity}"), || async {
+            match self.odata_get_once(url, &password).await {
+                Attempt::Done(b) => match serde_json::from_slice::<ODataPage>(&b) {
+                    Ok(p) => Attempt::Done(p),
+                    Err(e) => Attempt::Retry(format!(
+                        "truncated or invalid OData body ({} bytes): {e}",
+                        b.len()
+                    )),
+                },
+                Attempt::Retry(m) => Attempt::Retry(m),
+                Attempt::Fail(e) => Attempt::Fail(e),
+            }
+        })
+        .await
     }
 
     // ---------------------------------------------------------------- e.net
@@ -640,44 +618,18 @@ impl SysproSource {
         let keys = self.key_fields(q.entity, None);
         let page_size = page_size(q.page_size);
         let cur = cursor.map(|c| Cursor::decode(&c.0)).transpose()?;
-        let base_filter = match q.filter.as_ref().map(query::simplify) {
-            None | Some(Simple::All) => None,
-            Some(Simple::Nothing) => return Ok(SourcePage::default()),
-            Some(Simple::Some(f)) => Some(f),
-        };
-        let after = match &cur {
-            Some(c) => Some(query::keyset_after(&keys, &c.k)?),
-            None => None,
-        };
-        let filter = match (base_filter, after) {
-            (None, None) => None,
-            (Some(f), None) | (None, Some(f)) => Some(f),
-            (Some(f), Some(a)) => Some(Filter::And(vec![f, a])),
-        };
-        let wheres = match &filter {
-            Some(f) => query::to_comfnd(f)?,
-            None => Vec::new(),
+        let wheres = match query::page_filter(q.filter.as_ref(), &keys, cur.as_ref())? {
+            Simple::Nothing => return Ok(SourcePage::default()),
+            Simple::All => Vec::new(),
+            Simple::Some(f) => query::to_comfnd(&f)?,
         };
         let cols = self.columns(q, &keys)?;
         let rows = self
             .comfnd(q.entity.as_str(), &cols, &wheres, &keys, page_size)
             .await?;
-        let next = if rows.len() < page_size as usize {
-            None
-        } else {
-            match rows.last() {
-                Some(r) => Some(Cursor {
-                    k: key_values(r, &keys)?,
-                    n: None,
-                    w: 0,
-                }),
-                None => None,
-            }
-        };
-        Ok(SourcePage {
-            rows,
-            next: next.map(|c| PageCursor(c.encode())),
-        })
+        // COMFND has no link: only a full page says there may be more.
+        let next = next_cursor(&rows, &keys, false, page_size)?;
+        Ok(SourcePage { rows, next })
     }
 
     async fn enet_version(&self) -> std::result::Result<&String, SourceError> {
@@ -712,6 +664,61 @@ fn key_values(row: &Record, keys: &[String]) -> std::result::Result<Vec<Value>, 
             })
         })
         .collect()
+}
+
+/// The cursor after a page. More rows are signalled by a full page or by the server (`more`:
+/// a nextLink); either way the next page is the keyset query after this page's last key. An
+/// empty page ends the read even with a link: asking again after the same key would loop.
+fn next_cursor(
+    rows: &[Record],
+    keys: &[String],
+    more: bool,
+    page_size: u32,
+) -> std::result::Result<Option<PageCursor>, SourceError> {
+    let Some(last) = rows.last() else {
+        return Ok(None);
+    };
+    if !more && rows.len() < page_size as usize {
+        return Ok(None);
+    }
+    let cursor = Cursor {
+        k: key_values(last, keys)?,
+    };
+    Ok(Some(PageCursor(cursor.encode())))
+}
+
+/// Requested columns of this table (derived `_…` and related `X.Y` names are not) that the
+/// entity set does not have.
+fn missing_columns<'a>(set: &metadata::EntitySetMeta, fields: &'a [String]) -> Vec<&'a str> {
+    fields
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !f.starts_with('_') && !f.contains('.'))
+        .filter(|f| !set.props.contains_key(*f))
+        .collect()
+}
+
+/// Refuses a query for columns the server does not have: its own answer would be a 400 that
+/// does not say which mapping is wrong.
+fn check_columns(
+    entity: Entity,
+    set: &metadata::EntitySetMeta,
+    fields: &[String],
+) -> std::result::Result<(), SourceError> {
+    let missing = missing_columns(set, fields);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = missing.iter().map(|c| format!("{c:?}")).collect();
+    let (noun, verb) = if missing.len() == 1 {
+        ("column", "is")
+    } else {
+        ("columns", "are")
+    };
+    Err(SourceError::Rejected(format!(
+        "SYSPRO {entity}: {noun} {} {verb} not in the server's $metadata (no such property of entity set {entity}; check the flow's mapping)",
+        names.join(", ")
+    )))
 }
 
 /// An OData error body's message, for error text.
@@ -903,13 +910,8 @@ impl mlc_core::ports::Source for SysproSource {
                         mismatches.push(format!("entity set {entity} is not in $metadata"));
                         continue;
                     };
-                    for c in cols
-                        .iter()
-                        .filter(|c| !c.starts_with('_') && !c.contains('.'))
-                    {
-                        if !set.props.contains_key(c) {
-                            mismatches.push(format!("{entity}.{c} is not in $metadata"));
-                        }
+                    for c in missing_columns(set, cols) {
+                        mismatches.push(format!("{entity}.{c} is not in $metadata"));
                     }
                 }
                 format!(

@@ -198,17 +198,29 @@ pub fn keyset_after(keys: &[String], last: &[Value]) -> Result<Filter, SourceErr
     })
 }
 
-/// What the opaque [`mlc_core::query::PageCursor`] holds.
+/// The filter of one page: the query's own filter AND, after the first page, "key after the
+/// cursor's key".
+pub fn page_filter(
+    filter: Option<&Filter>,
+    keys: &[String],
+    cursor: Option<&Cursor>,
+) -> Result<Simple, SourceError> {
+    let base = filter.map(simplify).unwrap_or(Simple::All);
+    let after = cursor.map(|c| keyset_after(keys, &c.k)).transpose()?;
+    Ok(match (base, after) {
+        (Simple::Nothing, _) => Simple::Nothing,
+        (base, None) => base,
+        (Simple::All, Some(a)) => Simple::Some(a),
+        (Simple::Some(f), Some(a)) => Simple::Some(Filter::And(vec![f, a])),
+    })
+}
+
+/// What the opaque [`mlc_core::query::PageCursor`] holds: where the next keyset page starts.
+/// (Cursors of older versions also carried a nextLink and a row count; serde ignores them.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cursor {
     /// The key of the last row handed out (raw values).
     pub k: Vec<Value>,
-    /// A server `@odata.nextLink` to follow first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub n: Option<String>,
-    /// Rows read so far in the current `$top` window (server-driven paging splits one).
-    #[serde(default)]
-    pub w: u64,
 }
 
 impl Cursor {
@@ -359,11 +371,13 @@ mod tests {
         );
         let c = Cursor {
             k: vec![json!("x")],
-            n: None,
-            w: 3,
         };
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         assert!(Cursor::decode("garbage!").is_err());
+        // A cursor from before keyset-only paging still resumes after its key.
+        let old = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"k":["x"],"n":"http://127.0.0.1/next?$skip=3","w":3}"#);
+        assert_eq!(Cursor::decode(&old).unwrap(), c);
     }
 
     #[test]

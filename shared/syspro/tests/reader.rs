@@ -271,7 +271,7 @@ async fn keys_filter_coerces_numeric_key_parts() {
 }
 
 #[tokio::test]
-async fn next_link_is_followed() {
+async fn server_driven_paging_reads_every_row_once() {
     let sim = sim(SimOptions {
         server_page: Some(3),
         ..SimOptions::default()
@@ -282,6 +282,72 @@ async fn next_link_is_followed() {
     let got: BTreeSet<String> = keys(Entity::ArInvoice, &rows).into_iter().collect();
     assert_eq!(got.len(), rows.len());
     assert_eq!(got, snapshot_keys(&sim, Entity::ArInvoice));
+    assert_eq!(
+        sim.count("odata_skip"),
+        0,
+        "the $skip nextLink is never followed"
+    );
+}
+
+/// An `ArCustomer` row with just a key and a name.
+fn customer(code: &str) -> Map<String, serde_json::Value> {
+    let mut m = Map::new();
+    m.insert("Customer".into(), json!(code));
+    m.insert("Name".into(), json!(format!("Inserted {code}")));
+    m
+}
+
+#[tokio::test]
+async fn capped_pages_continue_by_keyset_not_by_skip() {
+    // Issue 20: the server returns 3 rows where 7 were asked for, with a `$skip` nextLink.
+    let sim = sim(SimOptions {
+        max_page: 3,
+        ..SimOptions::default()
+    })
+    .await;
+    let src = source(&sim, ReadPath::Odata);
+    let q = query(Entity::ArCustomer, &["Name"], None, 7);
+    let first = src.read_page(&q, None).await.unwrap();
+    assert_eq!(first.rows.len(), 3, "the server capped the page");
+    let code = |i: usize| {
+        first.rows[i]["Customer"]
+            .as_str()
+            .unwrap()
+            .trim_end()
+            .to_string()
+    };
+    // Between two page reads: a row after this page's last key and before every later row,
+    // and one before it (an offset-based next page would now read a row twice).
+    let after = format!("{}A", code(2));
+    let before = format!("{}A", code(0));
+    sim.insert("ArCustomer", &customer(&after)).unwrap();
+    sim.insert("ArCustomer", &customer(&before)).unwrap();
+    let mut rows = first.rows;
+    let mut cursor = first.next;
+    while let Some(c) = cursor {
+        let page = src.read_page(&q, Some(&c)).await.unwrap();
+        rows.extend(page.rows);
+        cursor = page.next;
+    }
+    let got = keys(Entity::ArCustomer, &rows);
+    let set: BTreeSet<String> = got.iter().cloned().collect();
+    assert_eq!(set.len(), got.len(), "no row read twice: {got:?}");
+    assert!(
+        set.contains(&after),
+        "the row inserted ahead is read in this poll"
+    );
+    let mut expected = snapshot_keys(&sim, Entity::ArCustomer);
+    expected.remove(&before);
+    let without_before: BTreeSet<String> = set.into_iter().filter(|k| *k != before).collect();
+    assert_eq!(
+        without_before, expected,
+        "every row present throughout is read"
+    );
+    assert!(
+        sim.count("odata") > 2,
+        "the read spanned several capped pages"
+    );
+    assert_eq!(sim.count("odata_skip"), 0, "no request paged with $skip");
 }
 
 #[tokio::test]
@@ -451,6 +517,82 @@ async fn metadata_drives_row_version_and_ping() {
         .unwrap();
     assert_eq!(info.mismatches.len(), 1, "{info:?}");
     assert!(info.summary.contains("8.0"), "{}", info.summary);
+}
+
+#[tokio::test]
+async fn columns_outside_the_built_in_list_are_read() {
+    // Issue 19: `OnHold` is a real ApSupplier column; the server's $metadata says so.
+    let sim = sim(SimOptions::default()).await;
+    let expected: BTreeSet<(String, String)> = sim.snapshot()["ApSupplier"]
+        .iter()
+        .map(|r| {
+            let on_hold = r["OnHold"].as_str().unwrap().to_string();
+            (key_of(Entity::ApSupplier, r), on_hold)
+        })
+        .collect();
+    let values: BTreeSet<&str> = expected.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(
+        values,
+        BTreeSet::from(["", "N", "Y"]),
+        "generated Y, N and blank"
+    );
+    for path in BOTH {
+        let src = source(&sim, path);
+        let q = query(Entity::ApSupplier, &["SupplierName", "OnHold"], None, 3);
+        let rows = read_all(&src, &q).await;
+        let got: BTreeSet<(String, String)> = rows
+            .iter()
+            .map(|r| {
+                let on_hold = r["OnHold"].as_str().unwrap_or_default().to_string();
+                (key_of(Entity::ApSupplier, r), on_hold)
+            })
+            .collect();
+        assert_eq!(got, expected, "{path:?}");
+        let info = src
+            .ping(&[(
+                Entity::ApSupplier,
+                vec!["SupplierName".into(), "OnHold".into()],
+            )])
+            .await
+            .unwrap();
+        assert!(info.mismatches.is_empty(), "{path:?}: {info:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_column_missing_from_metadata_fails_the_read_by_name() {
+    let sim = sim(SimOptions {
+        hide_row_version: vec!["ApSupplier".into()],
+        ..SimOptions::default()
+    })
+    .await;
+    let src = source(&sim, ReadPath::Odata);
+    // The key the reader adds, and no `TimeStamp` asked for: nothing to refuse.
+    let rows = read_all(&src, &query(Entity::ApSupplier, &["OnHold"], None, 50)).await;
+    assert_eq!(rows.len(), sim.snapshot()["ApSupplier"].len());
+    let requests = sim.count("odata");
+    for (fields, missing) in [
+        (&["OnHold", "OnHld"][..], "\"OnHld\""),
+        (&["OnHold", "TimeStamp"][..], "\"TimeStamp\""),
+    ] {
+        let err = src
+            .read_page(&query(Entity::ApSupplier, fields, None, 50), None)
+            .await
+            .unwrap_err();
+        match &err {
+            SourceError::Rejected(m) => {
+                assert!(m.contains("ApSupplier"), "{m}");
+                assert!(m.contains(missing), "{m}");
+                assert!(m.contains("not in the server's $metadata"), "{m}");
+                assert!(
+                    !m.contains("\"OnHold\""),
+                    "only the missing column is named: {m}"
+                );
+            }
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+    }
+    assert_eq!(sim.count("odata"), requests, "refused before any request");
 }
 
 #[tokio::test]

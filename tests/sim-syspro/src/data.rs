@@ -349,6 +349,7 @@ fn schemas() -> Vec<TableSchema> {
                 ("Currency", S),
                 ("TermsCode", S),
                 ("Email", S),
+                ("OnHold", S),
             ],
         ),
         TableSchema::new(
@@ -585,6 +586,7 @@ impl Company {
                     Cell::Str("ZAR".into()),
                     Cell::Str(TERMS[i % TERMS.len()].0.into()),
                     Cell::Str(format!("ap{i}@supplier.example")),
+                    Cell::Str(supplier_on_hold(i).into()),
                 ],
             );
             suppliers.push(code);
@@ -902,6 +904,17 @@ impl Company {
             ],
         );
         Ok(new)
+    }
+}
+
+/// `ApSupplier.OnHold`: mostly `N`, some `Y`, and blank as rows created before the column was
+/// used have it. From the row number, not the generator's random stream, so that adding the
+/// column left every other generated value as it was.
+fn supplier_on_hold(i: usize) -> &'static str {
+    match i % 7 {
+        2 | 5 => "Y",
+        4 => "",
+        _ => "N",
     }
 }
 

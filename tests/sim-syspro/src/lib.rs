@@ -259,8 +259,8 @@ impl SimHandle {
         self.with_company(|c| c.delete(table, key))
     }
 
-    /// Requests per endpoint (`logon`, `logoff`, `getversion`, `query`, `odata`, `metadata`)
-    /// and faults fired (`fault_5xx`, `fault_truncated`, `fault_error_body`, `evicted`,
+    /// Requests per endpoint (`logon`, `logoff`, `getversion`, `query`, `odata`, `metadata`),
+    /// OData data requests that carried `$skip` (`odata_skip`), and faults fired (`fault_5xx`, `fault_truncated`, `fault_error_body`, `evicted`,
     /// `unauthorized`, `logon_failed`).
     pub fn counters(&self) -> BTreeMap<String, u64> {
         lock(&self.shared.counters).clone()

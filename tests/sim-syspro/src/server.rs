@@ -231,6 +231,10 @@ async fn odata(
             .into_response();
     }
     s.count("odata");
+    // Offset paging is what a keyset reader must never do: tests assert this stays zero.
+    if query.iter().any(|(k, _)| k == "$skip") {
+        s.count("odata_skip");
+    }
     let (pre, post) = pre_faults(s, false).await;
     if let PreFault::Respond(r) = pre {
         return r;
