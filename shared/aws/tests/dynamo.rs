@@ -222,6 +222,7 @@ async fn lease_edge_cases() {
         version: 0,
         poll_id: "x".into(),
         updated_at: t0(),
+        mapping: None,
     };
     assert!(matches!(
         store.save(&bad).await,

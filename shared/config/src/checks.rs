@@ -6,7 +6,7 @@ use mlc_core::config::{
     ChangeDetection, Destination, EntityConfig, FieldMapping, FlowConfig, MappingRule,
     MondayConnection, ReadPath, SalesforceConnection, Settings, SysproAuth, ValueKind,
 };
-use mlc_core::mapping::template_fields;
+use mlc_core::mapping::{source_fields, template_fields};
 use mlc_core::Entity;
 
 use crate::endpoint::check_endpoint;
@@ -358,6 +358,9 @@ fn check_mapping(
     if let Some(t) = &r.template {
         check_template(entity, t, &p.key("template"), out);
     }
+    if let Some(labels) = &r.labels {
+        check_labels(rule, labels, &p.key("labels"), out);
+    }
     if let (Some(_), Some(kind)) = (&r.map, r.kind) {
         if kind != ValueKind::Text {
             out.at(
@@ -386,6 +389,62 @@ fn check_mapping(
                     MONDAY_COLUMN_TYPES.join(", ")
                 ),
             );
+        }
+    }
+}
+
+/// `labels`: each key a source field the rule reads, each label map non-empty, its values
+/// written as they are compared (trimmed, not blank).
+fn check_labels(
+    rule: &FieldMapping,
+    labels: &BTreeMap<String, BTreeMap<String, String>>,
+    p: &Path,
+    out: &mut Problems<'_>,
+) {
+    if labels.is_empty() {
+        out.at(
+            p,
+            "labels needs at least one source field (labels = { Field = { value = \"label\" } })",
+        );
+        return;
+    }
+    let reads: BTreeSet<String> = source_fields(rule).into_iter().collect();
+    for (field, known) in labels {
+        let fp = p.key(field);
+        if !reads.contains(field) {
+            let read = if reads.is_empty() {
+                "none: labels apply to the fields of from, concat and template".to_string()
+            } else {
+                reads.iter().cloned().collect::<Vec<_>>().join(", ")
+            };
+            out.at(
+                &fp,
+                format!(
+                    "labels for {field:?}, a source field this rule does not read (it reads: {read})"
+                ),
+            );
+        }
+        if known.is_empty() {
+            out.at(
+                &fp,
+                format!("the labels of {field:?} are empty: give at least one value = \"label\""),
+            );
+        }
+        for value in known.keys() {
+            if value.trim().is_empty() {
+                out.at(
+                    &fp.key(value),
+                    "a blank value is never labelled (it stays blank): leave it out, or use default",
+                );
+            } else if value.trim() != value {
+                out.at(
+                    &fp.key(value),
+                    format!(
+                        "values are compared trimmed: write {:?}, not {value:?}",
+                        value.trim()
+                    ),
+                );
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ pub fn date_columns(entity: Entity) -> &'static [&'static str] {
         Entity::ApInvoice => &["InvoiceDate", "DueDate"],
         Entity::PorMasterHdr => &["OrderEntryDate", "OrderDueDate", "DatePoCompleted"],
         Entity::GrnDetails => &["OrigReceiptDate"],
+        Entity::PorMasterDetail => &["MLatestDueDate"],
     }
 }
 

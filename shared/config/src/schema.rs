@@ -153,6 +153,7 @@ static RULE: Struct = Struct {
         opt("separator", Ty::Str),
         opt("template", Ty::Str),
         opt("value", Ty::Any),
+        opt("labels", Ty::Map(&Ty::Map(&Ty::Str))),
         opt("trim", Ty::Bool),
         opt("map", Ty::Map(&Ty::Str)),
         opt("default", Ty::Any),
@@ -286,6 +287,9 @@ pub fn walk(
             Some(s) if Entity::ALL.iter().any(|e| e.as_str() == s) => {}
             Some(s) => {
                 let msg = match s.parse::<Entity>() {
+                    Ok(e) if e.as_str() == s => format!(
+                        "{s} is read as a child table of PorMasterHdr (_OrderValue, _GrnStatus, _LineCount), never polled on its own"
+                    ),
                     Ok(e) => format!(
                         "unknown SYSPRO entity {s:?} (names are case-sensitive: did you mean {:?}?)",
                         e.as_str()

@@ -558,6 +558,116 @@ fn map_only_with_text() {
     );
 }
 
+/// The credit-note Opportunity name of the reference (docs/mapping.md).
+const LABELLED_NAME: &str = r#"Name = { template = "{DocumentType} {Invoice}", labels = { DocumentType = { C = "Credit note", I = "Invoice", D = "Debit note" } } }"#;
+
+#[test]
+fn labels_for_fields_the_rule_reads() {
+    use mlc_core::config::FieldMapping;
+    let text = edit(
+        SF,
+        "CloseDate = {",
+        &format!("{LABELLED_NAME}\nKind = {{ concat = [\"DocumentType\", \"Customer.Name\"], labels = {{ \"Customer.Name\" = {{ X = \"Y\" }}, DocumentType = {{ C = \"CR\" }} }} }}\nCloseDate = {{"),
+    );
+    let c = parse("t.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let inv = c.flows[0].entity(Entity::ArInvoice).unwrap();
+    let Some(FieldMapping::Rule(r)) = inv.mapping.get("Name") else {
+        panic!("Name is a rule")
+    };
+    let labels = r.labels.as_ref().expect("labels");
+    assert_eq!(labels["DocumentType"]["C"], "Credit note");
+    assert_eq!(labels["DocumentType"].len(), 3);
+    let Some(FieldMapping::Rule(k)) = inv.mapping.get("Kind") else {
+        panic!("Kind is a rule")
+    };
+    assert_eq!(k.labels.as_ref().unwrap()["Customer.Name"]["X"], "Y");
+    // Labels on a `from` field, as a table of its own.
+    let text = format!(
+        "{MONDAY}\n[flows.entities.mapping.kind]\nfrom = \"_Status\"\n\n[flows.entities.mapping.kind.labels._Status]\nopen = \"Open\"\n"
+    );
+    parse("t.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn labels_for_a_field_the_rule_does_not_read() {
+    // The mistake sits on a line of its own, below the rule's template.
+    let text = format!(
+        "{SF}\n[flows.entities.mapping.Name]\ntemplate = \"{{DocumentType}} {{Invoice}}\"\n\n[flows.entities.mapping.Name.labels]\nDocumentType = {{ C = \"Credit note\" }}\nDocType = {{ C = \"Credit note\" }}\n"
+    );
+    assert_only(
+        &text,
+        "DocType =",
+        "flows[0].entities[1].mapping.Name.labels.DocType",
+        "labels for \"DocType\", a source field this rule does not read (it reads: DocumentType, Invoice)",
+    );
+    // A constant reads nothing.
+    let text = edit(
+        SF,
+        "CloseDate = {",
+        "Kind = { value = \"x\", labels = { Invoice = { A = \"B\" } } }\nCloseDate = {",
+    );
+    assert_only(
+        &text,
+        "Kind = ",
+        "flows[0].entities[1].mapping.Kind.labels.Invoice",
+        "this rule does not read (it reads: none: labels apply to the fields of from, concat and template)",
+    );
+}
+
+#[test]
+fn labels_must_not_be_empty() {
+    let text = edit(
+        SF,
+        "CloseDate = {",
+        "Name = { template = \"{DocumentType} {Invoice}\", labels = { DocumentType = {} } }\nCloseDate = {",
+    );
+    assert_only(
+        &text,
+        "labels = {",
+        "flows[0].entities[1].mapping.Name.labels.DocumentType",
+        "the labels of \"DocumentType\" are empty",
+    );
+    let text = edit(
+        SF,
+        "CloseDate = {",
+        "Name = { template = \"{DocumentType} {Invoice}\", labels = {} }\nCloseDate = {",
+    );
+    assert_only(
+        &text,
+        "labels = {",
+        "flows[0].entities[1].mapping.Name.labels",
+        "labels needs at least one source field",
+    );
+}
+
+#[test]
+fn label_values_are_written_as_compared() {
+    let text = format!(
+        "{SF}\n[flows.entities.mapping.Name]\ntemplate = \"{{DocumentType}} {{Invoice}}\"\n\n[flows.entities.mapping.Name.labels.DocumentType]\nC = \"Credit note\"\n\"I \" = \"Invoice\"\n"
+    );
+    assert_only(
+        &text,
+        "\"I \" =",
+        "flows[0].entities[1].mapping.Name.labels.DocumentType.\"I \"",
+        "values are compared trimmed: write \"I\", not \"I \"",
+    );
+    // A label is text.
+    let text = edit(
+        SF,
+        "CloseDate = {",
+        &format!(
+            "{}\nCloseDate = {{",
+            LABELLED_NAME.replace("I = \"Invoice\"", "I = 1")
+        ),
+    );
+    assert_only(
+        &text,
+        "I = 1",
+        "flows[0].entities[1].mapping.Name.labels.DocumentType.I",
+        "expected a string, found an integer",
+    );
+}
+
 #[test]
 fn salesforce_api_version() {
     let text = edit(
@@ -824,6 +934,9 @@ fn schema_matches_core() {
                     separator: Some(" ".into()),
                     template: Some("{c}".into()),
                     value: Some(serde_json::json!({"n": [1, "x"]})),
+                    labels: Some(
+                        [("c".to_string(), [("k".to_string(), "v".to_string())].into())].into(),
+                    ),
                     trim: true,
                     map: Some([("k".to_string(), "v".to_string())].into()),
                     default: Some(serde_json::json!(0)),
@@ -851,4 +964,28 @@ fn schema_matches_core() {
             "walk and core disagree: {p}\n{text}"
         );
     }
+}
+
+#[test]
+fn a_child_table_is_not_a_flow_entity() {
+    let toml = r#"
+[[flows]]
+id = "f"
+[flows.syspro]
+base_url = "https://erp.example.com"
+company = "A"
+operator = "OP"
+password = "env:P"
+[flows.destination]
+kind = "monday"
+token = "env:T"
+[[flows.entities]]
+entity = "PorMasterDetail"
+change_detection = "rowversion"
+"#;
+    let err = mlc_config::parse("flows.toml", toml)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("child table of PorMasterHdr"), "{err}");
+    assert!(err.contains("flows.toml:13"), "{err}");
 }

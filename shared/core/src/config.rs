@@ -268,8 +268,9 @@ pub enum FieldMapping {
     Rule(MappingRule),
 }
 
-/// A mapping rule: one source (field, concat, template or constant) then transforms in order:
-/// trim → map → default → type conversion → round → max_len.
+/// A mapping rule: one source (field, concat, template or constant), whose fields are first
+/// relabelled by `labels`, then transforms in order: trim → map → default → type conversion →
+/// round → max_len. The reference is `docs/mapping.md`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingRule {
@@ -288,6 +289,14 @@ pub struct MappingRule {
     /// A constant.
     #[serde(default)]
     pub value: Option<serde_json::Value>,
+    /// Labels for source fields the rule reads: source field → (value → label). A field's
+    /// value, trimmed, is replaced by its label before `from`, `concat` or `template` uses it
+    /// (`DocumentType`: `C` → `Credit note`); a blank value stays blank; a value with no entry
+    /// is an error naming the value and the known ones.
+    // Left out when unset, so the fingerprint of a rule without labels (which re-sends every
+    // record of the entity when it changes) is the one it had before labels existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, BTreeMap<String, String>>>,
     /// Trim blanks (SYSPRO pads char columns).
     #[serde(default)]
     pub trim: bool,

@@ -26,6 +26,9 @@ pub enum Entity {
     PorMasterHdr,
     /// `GrnDetails`: goods received notes.
     GrnDetails,
+    /// `PorMasterDetail`: purchase order lines. Read as a child table of `PorMasterHdr` (its
+    /// value and receipt status), never polled on its own.
+    PorMasterDetail,
 }
 
 /// Names of the fields the poll derives and adds to each record.
@@ -42,8 +45,12 @@ pub mod derived {
     pub const KEY: &str = "_Key";
     /// Purchase orders: total value from the detail lines.
     pub const ORDER_VALUE: &str = "_OrderValue";
-    /// Purchase orders: `none`, `partial` or `received`, from GRNs / received quantities.
+    /// Purchase orders: `none`, `partial` or `received`, from the lines' received quantities.
     pub const GRN_STATUS: &str = "_GrnStatus";
+    /// Purchase orders: the number of detail lines.
+    pub const LINE_COUNT: &str = "_LineCount";
+    /// Purchase orders: the value received, the sum of the GRNs' `OrigGrnValue`.
+    pub const RECEIVED_VALUE: &str = "_ReceivedValue";
     /// Every derived field.
     pub const ALL: &[&str] = &[
         STATUS,
@@ -53,6 +60,8 @@ pub mod derived {
         KEY,
         ORDER_VALUE,
         GRN_STATUS,
+        LINE_COUNT,
+        RECEIVED_VALUE,
     ];
 }
 
@@ -78,6 +87,7 @@ impl Entity {
             Entity::ApInvoice => "ApInvoice",
             Entity::PorMasterHdr => "PorMasterHdr",
             Entity::GrnDetails => "GrnDetails",
+            Entity::PorMasterDetail => "PorMasterDetail",
         }
     }
 
@@ -91,6 +101,7 @@ impl Entity {
             Entity::ApInvoice => &["Supplier", "Invoice"],
             Entity::PorMasterHdr => &["PurchaseOrder"],
             Entity::GrnDetails => &["Grn", "GrnSource", "Journal", "JournalEntry"],
+            Entity::PorMasterDetail => &["PurchaseOrder", "Line"],
         }
     }
 
@@ -203,6 +214,16 @@ impl Entity {
                 "QtyReceived",
                 "TimeStamp",
             ],
+            Entity::PorMasterDetail => &[
+                "PurchaseOrder",
+                "Line",
+                "StockCode",
+                "MOrderQty",
+                "MReceivedQty",
+                "MPrice",
+                "MLatestDueDate",
+                "TimeStamp",
+            ],
         }
     }
 
@@ -233,6 +254,7 @@ impl FromStr for Entity {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Entity::ALL
             .iter()
+            .chain(&[Entity::PorMasterDetail])
             .copied()
             .find(|e| e.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| UnknownEntity(s.to_string()))

@@ -1,5 +1,8 @@
 //! Field mapping: source record → destination fields, with small transforms. Pure.
+//!
+//! The user's reference for every rule key is `docs/mapping.md`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -44,17 +47,25 @@ pub fn is_removed(record: &Record) -> bool {
 }
 
 /// The rules a removal may write: those that read only `_Status` and say what `removed`
-/// becomes (no map, or a map with a `removed` entry). A record gone from SYSPRO carries only
-/// its key, so every other field would be written empty: those keep their destination value.
+/// becomes (no map, or a map with a `removed` entry; with labels for `_Status`, a `removed`
+/// label, and the map, if any, has an entry for that label). A record gone from SYSPRO carries
+/// only its key, so every other field would be written empty: those keep their destination
+/// value.
 pub fn removal_rules(mapping: &BTreeMap<String, FieldMapping>) -> BTreeMap<String, FieldMapping> {
+    use crate::entity::derived::STATUS;
     mapping
         .iter()
         .filter(|(_, rule)| {
             let reads = source_fields(rule);
-            let status_only =
-                !reads.is_empty() && reads.iter().all(|f| f == crate::entity::derived::STATUS);
+            let status_only = !reads.is_empty() && reads.iter().all(|f| f == STATUS);
             let maps_removed = match rule {
-                FieldMapping::Rule(r) => r.map.as_ref().is_none_or(|m| m.contains_key(REMOVED)),
+                FieldMapping::Rule(r) => {
+                    let removed = match r.labels.as_ref().and_then(|l| l.get(STATUS)) {
+                        Some(labels) => labels.get(REMOVED).map(|l| l.trim()),
+                        None => Some(REMOVED),
+                    };
+                    removed.is_some_and(|v| r.map.as_ref().is_none_or(|m| m.contains_key(v)))
+                }
                 FieldMapping::Field(_) => true,
             };
             status_only && maps_removed
@@ -63,7 +74,8 @@ pub fn removal_rules(mapping: &BTreeMap<String, FieldMapping>) -> BTreeMap<Strin
         .collect()
 }
 
-/// The source fields a mapping reads (for validation against the entity's columns).
+/// The source fields a mapping reads (for validation against the entity's columns, and so the
+/// poll selects them). Fields with `labels` are read like any other.
 pub fn source_fields(rule: &FieldMapping) -> Vec<String> {
     match rule {
         FieldMapping::Field(f) => vec![f.clone()],
@@ -102,6 +114,19 @@ pub fn template_fields(template: &str) -> Vec<String> {
 
 /// Renders a template; missing fields render empty. Values are trimmed (SYSPRO pads).
 pub fn render_template(template: &str, record: &Record) -> String {
+    match render_with(template, |name| {
+        Ok::<_, std::convert::Infallible>(record.get(name).map(as_text))
+    }) {
+        Ok(s) => s,
+        Err(never) => match never {},
+    }
+}
+
+/// Renders a template, each placeholder's text given by `field` (`None`: renders empty).
+fn render_with<'v, E>(
+    template: &str,
+    mut field: impl FnMut(&str) -> Result<Option<Cow<'v, str>>, E>,
+) -> Result<String, E> {
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
     while let Some(start) = rest.find('{') {
@@ -109,9 +134,8 @@ pub fn render_template(template: &str, record: &Record) -> String {
         let after = &rest[start + 1..];
         match after.find('}') {
             Some(end) => {
-                let name = &after[..end];
-                if let Some(v) = record.get(name) {
-                    out.push_str(as_text(v).trim());
+                if let Some(v) = field(&after[..end])? {
+                    out.push_str(v.trim());
                 }
                 rest = &after[end + 1..];
             }
@@ -122,14 +146,57 @@ pub fn render_template(template: &str, record: &Record) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Ok(out)
 }
 
-fn as_text(v: &Value) -> std::borrow::Cow<'_, str> {
+/// A rule's `labels`: source field → (trimmed value → label).
+type Labels = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The label of `field`'s value `v`: `None` when the rule has no labels for the field or the
+/// value is blank (a blank stays blank); an error when the value has no label.
+fn label_of<'l>(
+    field: &str,
+    v: &Value,
+    labels: Option<&'l Labels>,
+) -> Result<Option<&'l str>, String> {
+    let Some(known) = labels.and_then(|l| l.get(field)) else {
+        return Ok(None);
+    };
+    let text = as_text(v);
+    let key = text.trim();
+    if key.is_empty() {
+        return Ok(None);
+    }
+    match known.get(key) {
+        Some(label) => Ok(Some(label.as_str())),
+        None => Err(format!(
+            "value {key:?} from {field} has no entry in its labels (known: {})",
+            known.keys().cloned().collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// The text of a source field for `concat` and `template`, through its labels (`None`: the
+/// field is missing).
+fn field_text<'a>(
+    record: &'a Record,
+    field: &str,
+    labels: Option<&'a Labels>,
+) -> Result<Option<Cow<'a, str>>, String> {
+    let Some(v) = record.get(field) else {
+        return Ok(None);
+    };
+    Ok(Some(match label_of(field, v, labels)? {
+        Some(label) => Cow::Borrowed(label),
+        None => as_text(v),
+    }))
+}
+
+fn as_text(v: &Value) -> Cow<'_, str> {
     match v {
-        Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
-        Value::Null => std::borrow::Cow::Borrowed(""),
-        other => std::borrow::Cow::Owned(other.to_string()),
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Null => Cow::Borrowed(""),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -158,6 +225,7 @@ fn apply_one(dest: &str, rule: &FieldMapping, record: &Record) -> Result<Value, 
         separator,
         template,
         value,
+        labels,
         trim,
         map,
         default,
@@ -167,19 +235,29 @@ fn apply_one(dest: &str, rule: &FieldMapping, record: &Record) -> Result<Value, 
         column_type: _,
     } = rule;
 
+    let labels = labels.as_ref();
     let mut v = if let Some(f) = from {
-        record.get(f).cloned().unwrap_or(Value::Null)
+        match record.get(f) {
+            Some(raw) => match label_of(f, raw, labels).map_err(err)? {
+                Some(label) => Value::String(label.to_string()),
+                None => raw.clone(),
+            },
+            None => Value::Null,
+        }
     } else if let Some(fields) = concat {
         let sep = separator.as_deref().unwrap_or(" ");
-        let parts: Vec<String> = fields
-            .iter()
-            .filter_map(|f| record.get(f))
-            .map(|v| as_text(v).trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let mut parts: Vec<String> = Vec::with_capacity(fields.len());
+        for f in fields {
+            if let Some(text) = field_text(record, f, labels).map_err(err)? {
+                let text = text.trim();
+                if !text.is_empty() {
+                    parts.push(text.to_string());
+                }
+            }
+        }
         Value::String(parts.join(sep))
     } else if let Some(t) = template {
-        Value::String(render_template(t, record))
+        Value::String(render_with(t, |name| field_text(record, name, labels)).map_err(err)?)
     } else if let Some(c) = value {
         c.clone()
     } else {
@@ -391,6 +469,224 @@ mod tests {
         let out = apply(&removal_rules(&m), &r).unwrap();
         assert_eq!(out["Stage"], json!("Gone"));
         assert_eq!(out.len(), 2);
+    }
+
+    fn value_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// `DocumentType = { C = "Credit note", I = "Invoice", D = "Debit note" }`.
+    fn document_labels() -> Option<BTreeMap<String, BTreeMap<String, String>>> {
+        Some(
+            [(
+                "DocumentType".to_string(),
+                value_map(&[("C", "Credit note"), ("I", "Invoice"), ("D", "Debit note")]),
+            )]
+            .into(),
+        )
+    }
+
+    fn one(dest: &str, rule: MappingRule, r: &Record) -> Result<Value, MappingError> {
+        let m: BTreeMap<String, FieldMapping> =
+            [(dest.to_string(), FieldMapping::Rule(rule))].into();
+        apply(&m, r).map(|mut out| out.remove(dest).unwrap())
+    }
+
+    #[test]
+    fn labels_in_a_template() {
+        let rule = MappingRule {
+            template: Some("{DocumentType} {Invoice}".into()),
+            labels: document_labels(),
+            ..Default::default()
+        };
+        // SYSPRO pads char columns: "C " is C.
+        for (doc, invoice, want) in [
+            ("C ", "100031", "Credit note 100031"),
+            ("I", "100032 ", "Invoice 100032"),
+            ("  D  ", "100033", "Debit note 100033"),
+        ] {
+            let r = rec(json!({"DocumentType": doc, "Invoice": invoice}));
+            assert_eq!(
+                one("Name", rule.clone(), &r).unwrap(),
+                json!(want),
+                "{doc:?}"
+            );
+        }
+        // The labelled field is still read (the poll selects it).
+        assert_eq!(
+            source_fields(&FieldMapping::Rule(rule)),
+            ["DocumentType", "Invoice"]
+        );
+    }
+
+    #[test]
+    fn labels_in_concat_and_from() {
+        let concat = MappingRule {
+            concat: Some(vec!["DocumentType".into(), "Invoice".into()]),
+            separator: Some(" · ".into()),
+            labels: document_labels(),
+            ..Default::default()
+        };
+        let r = rec(json!({"DocumentType": "D ", "Invoice": " 100033"}));
+        assert_eq!(
+            one("Title", concat.clone(), &r).unwrap(),
+            json!("Debit note · 100033")
+        );
+        // A blank labelled part is skipped like any blank part.
+        let r = rec(json!({"DocumentType": "  ", "Invoice": "100033"}));
+        assert_eq!(one("Title", concat, &r).unwrap(), json!("100033"));
+
+        let from = MappingRule {
+            from: Some("DocumentType".into()),
+            labels: document_labels(),
+            ..Default::default()
+        };
+        let r = rec(json!({"DocumentType": "C   "}));
+        assert_eq!(one("Kind", from.clone(), &r).unwrap(), json!("Credit note"));
+        // Labels come before the transforms: map sees the label.
+        let mapped = MappingRule {
+            map: Some(value_map(&[("Credit note", "CR"), ("Invoice", "IN")])),
+            ..from
+        };
+        let r = rec(json!({"DocumentType": "I"}));
+        assert_eq!(one("Kind", mapped, &r).unwrap(), json!("IN"));
+    }
+
+    #[test]
+    fn a_value_without_a_label_names_field_source_value_and_labels() {
+        for rule in [
+            MappingRule {
+                template: Some("{DocumentType} {Invoice}".into()),
+                labels: document_labels(),
+                ..Default::default()
+            },
+            MappingRule {
+                concat: Some(vec!["DocumentType".into(), "Invoice".into()]),
+                labels: document_labels(),
+                ..Default::default()
+            },
+            MappingRule {
+                from: Some("DocumentType".into()),
+                labels: document_labels(),
+                ..Default::default()
+            },
+        ] {
+            let r = rec(json!({"DocumentType": "P ", "Invoice": "100034"}));
+            let e = one("Name", rule, &r).unwrap_err();
+            assert_eq!(e.field, "Name");
+            assert_eq!(
+                e.to_string(),
+                "field Name: value \"P\" from DocumentType has no entry in its labels (known: C, D, I)"
+            );
+        }
+    }
+
+    #[test]
+    fn blank_labelled_values_stay_blank() {
+        let template = MappingRule {
+            template: Some("{DocumentType} {Invoice}".into()),
+            labels: document_labels(),
+            ..Default::default()
+        };
+        for r in [
+            json!({"Invoice": "100035", "DocumentType": ""}),
+            json!({"Invoice": "100035", "DocumentType": "   "}),
+            json!({"Invoice": "100035", "DocumentType": null}),
+            json!({"Invoice": "100035"}),
+        ] {
+            let r = rec(r);
+            assert_eq!(
+                one("Name", template.clone(), &r).unwrap(),
+                json!(" 100035"),
+                "{r:?}"
+            );
+        }
+        // From a blank labelled field, `default` still applies.
+        let from = MappingRule {
+            from: Some("DocumentType".into()),
+            labels: document_labels(),
+            default: Some(json!("Unknown")),
+            ..Default::default()
+        };
+        for (r, want) in [
+            (json!({"DocumentType": " "}), "Unknown"),
+            (json!({"DocumentType": null}), "Unknown"),
+            (json!({}), "Unknown"),
+            (json!({"DocumentType": "C"}), "Credit note"),
+        ] {
+            assert_eq!(one("Kind", from.clone(), &rec(r)).unwrap(), json!(want));
+        }
+    }
+
+    #[test]
+    fn on_hold_flag_maps_to_labels_with_a_default_for_blank() {
+        // OnHold = { from = "OnHold", map = { Y = "Yes", N = "No" }, default = "No" }
+        let rule = MappingRule {
+            from: Some("OnHold".into()),
+            map: Some(value_map(&[("Y", "Yes"), ("N", "No")])),
+            default: Some(json!("No")),
+            ..Default::default()
+        };
+        for (r, want) in [
+            (json!({"OnHold": "Y"}), "Yes"),
+            (json!({"OnHold": "Y "}), "Yes"),
+            (json!({"OnHold": "N"}), "No"),
+            (json!({"OnHold": ""}), "No"),
+            (json!({"OnHold": "  "}), "No"),
+            (json!({"OnHold": null}), "No"),
+            (json!({}), "No"),
+        ] {
+            assert_eq!(
+                one("OnHold", rule.clone(), &rec(r.clone())).unwrap(),
+                json!(want),
+                "{r}"
+            );
+        }
+        let e = one("OnHold", rule, &rec(json!({"OnHold": "X"}))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "field OnHold: value \"X\" from OnHold has no entry in the map (known: N, Y)"
+        );
+    }
+
+    #[test]
+    fn removal_reads_status_labels() {
+        let status_labels =
+            |pairs: &[(&str, &str)]| Some([("_Status".to_string(), value_map(pairs))].into());
+        let mut m = BTreeMap::new();
+        m.insert(
+            "Known".into(),
+            FieldMapping::Rule(MappingRule {
+                template: Some("{_Status}".into()),
+                labels: status_labels(&[("open", "Open"), ("removed", "Gone")]),
+                ..Default::default()
+            }),
+        );
+        m.insert(
+            "Unknown".into(),
+            FieldMapping::Rule(MappingRule {
+                from: Some("_Status".into()),
+                labels: status_labels(&[("open", "Open")]),
+                ..Default::default()
+            }),
+        );
+        m.insert(
+            "Mapped".into(),
+            FieldMapping::Rule(MappingRule {
+                from: Some("_Status".into()),
+                labels: status_labels(&[("removed", "Gone")]),
+                map: Some(value_map(&[("Gone", "Closed")])),
+                ..Default::default()
+            }),
+        );
+        let kept: Vec<String> = removal_rules(&m).into_keys().collect();
+        assert_eq!(kept, ["Known", "Mapped"]);
+        let out = apply(&removal_rules(&m), &rec(json!({"_Status": "removed"}))).unwrap();
+        assert_eq!(out["Known"], json!("Gone"));
+        assert_eq!(out["Mapped"], json!("Closed"));
     }
 
     #[test]

@@ -55,6 +55,10 @@ impl DestinationView {
                     Entity::ArInvoice => {
                         fields.extend(template_fields(&sf.opportunity_name));
                         fields.insert(OPPORTUNITY_AMOUNT_FROM.into());
+                        // The customer's SYSPRO name: the Account of an invoice that arrives
+                        // before its customer is made from it, and its absence says SYSPRO has
+                        // no such customer yet.
+                        fields.insert("Customer.Name".into());
                         fields.insert(derived::DUE_DATE.into());
                         if !sf.stage_map.is_empty() {
                             fields.insert(derived::STATUS.into());

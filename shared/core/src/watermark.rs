@@ -21,6 +21,31 @@ pub struct Watermark {
     pub poll_id: String,
     /// When it was saved.
     pub updated_at: DateTime<Utc>,
+    /// The fingerprint of the entity's mapping ([`crate::view::DestinationView`]) the last
+    /// poll read under: a different one means the mapping changed, and the next poll reads the
+    /// whole entity once so every record reaches the destination in its new shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<String>,
+}
+
+/// A watermark's value with its mapping fingerprint beside it, as one JSON text (for stores
+/// that keep the value in one column).
+pub fn encode_value(wm: &Watermark) -> serde_json::Result<String> {
+    let mut v = serde_json::to_value(&wm.value)?;
+    if let (Some(m), Some(obj)) = (&wm.mapping, v.as_object_mut()) {
+        obj.insert("mapping".into(), serde_json::Value::String(m.clone()));
+    }
+    serde_json::to_string(&v)
+}
+
+/// The inverse of [`encode_value`]; values stored before fingerprints existed have none.
+pub fn decode_value(text: &str) -> serde_json::Result<(WatermarkValue, Option<String>)> {
+    let mut v: serde_json::Value = serde_json::from_str(text)?;
+    let mapping = v
+        .as_object_mut()
+        .and_then(|o| o.remove("mapping"))
+        .and_then(|m| m.as_str().map(str::to_string));
+    Ok((serde_json::from_value(v)?, mapping))
 }
 
 /// How far an entity was read.

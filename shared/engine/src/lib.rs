@@ -15,6 +15,7 @@
 //! watermark moves only after the queue accepted every batch of the poll; every record step is
 //! audited.
 
+pub mod children;
 pub mod derive;
 pub mod error;
 pub mod local;

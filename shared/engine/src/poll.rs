@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
+use crate::children;
 use crate::derive::{add_derived_for, balance_field, derivation_inputs, record_key};
 use crate::error::{EngineError, Result};
 use crate::runtime::FlowRuntime;
@@ -248,7 +249,17 @@ impl PollRun<'_> {
             strategy = ChangeDetection::FullScan;
         }
 
+        let view = DestinationView::of(&self.rt.flow, ec);
+        // A mapping the entity was not read under yet: read it whole once, so every record
+        // (not only the ones SYSPRO changes next) reaches the destination in its new shape.
+        let remapped = stored
+            .as_ref()
+            .is_some_and(|w| w.mapping.as_deref() != Some(view.fingerprint.as_str()));
+        if remapped {
+            info!(flow = %flow_id, entity = %entity, "mapping changed since the last poll: reading the whole entity once");
+        }
         let filter = match (strategy, &mark) {
+            _ if remapped => None,
             (ChangeDetection::Rowversion, WatermarkValue::RowVersion(rv)) => {
                 Some(Filter::cmp("TimeStamp", Op::Gt, Literal::RowVersion(*rv)))
             }
@@ -268,7 +279,6 @@ impl PollRun<'_> {
             _ => None,
         };
 
-        let view = DestinationView::of(&self.rt.flow, ec);
         let query = SourceQuery {
             entity,
             fields: Self::select(ec, &view, has_rv),
@@ -282,6 +292,16 @@ impl PollRun<'_> {
         let mut max_date: Option<NaiveDate> = None;
         let mut seen_open: HashSet<String> = HashSet::new();
         let track_vanished = strategy == ChangeDetection::OpenItems;
+        // Rowversion polls also ask the child tables what changed since the same bound.
+        let child_bound = match (strategy, &mark) {
+            _ if remapped || children::child_tables(&view).is_empty() => None,
+            (ChangeDetection::Rowversion, WatermarkValue::RowVersionLagged { bound, .. }) => {
+                Some(*bound)
+            }
+            (ChangeDetection::Rowversion, WatermarkValue::RowVersion(rv)) => Some(*rv),
+            _ => None,
+        };
+        let mut seen_parents: HashSet<String> = HashSet::new();
 
         let mut pending: Pending = BatchPacker::new(
             &flow_id,
@@ -291,12 +311,15 @@ impl PollRun<'_> {
         );
         self.renew_if_due().await?;
         let mut page = self
-            .read_with_lookups(&query, None, &lookups, &mut names)
+            .read_with_lookups(&query, None, &lookups, &view, &mut names)
             .await?;
         loop {
             report.rows_read += page.rows.len();
             let rows = std::mem::take(&mut page.rows);
             for row in &rows {
+                if child_bound.is_some() {
+                    seen_parents.extend(record_key(entity, row).map(|k| k.id()));
+                }
                 if let Some(Value::Number(n)) = row.get("TimeStamp") {
                     if let Some(v) = n.as_u64() {
                         max_rv = Some(max_rv.map_or(v, |m| m.max(v)));
@@ -324,7 +347,7 @@ impl PollRun<'_> {
                 let Some(cursor) = &next else {
                     return Ok(None);
                 };
-                this.read_with_lookups(&query, Some(cursor), &lookups, names)
+                this.read_with_lookups(&query, Some(cursor), &lookups, &view, names)
                     .await
                     .map(Some)
             };
@@ -358,32 +381,17 @@ impl PollRun<'_> {
                 .filter(|k| !seen_open.contains(k))
                 .collect();
             for chunk in vanished.chunks(KEYS_PER_QUERY) {
-                let parts: Vec<Vec<String>> = chunk
-                    .iter()
-                    .map(|k| k.split('|').map(str::to_string).collect())
-                    .collect();
-                let by_key = SourceQuery {
-                    entity,
-                    fields: query.fields.clone(),
-                    filter: Some(Filter::keys(entity, &parts)),
-                    page_size: query.page_size,
-                };
-                let mut found: HashSet<String> = HashSet::new();
-                let mut cursor = None;
-                loop {
-                    let page = self
-                        .read_with_lookups(&by_key, cursor.as_ref(), &lookups, &mut names)
-                        .await?;
-                    report.rows_read += page.rows.len();
-                    found.extend(
-                        self.stage_rows(&view, page.rows, &mut pending, &mut report)
-                            .await?,
-                    );
-                    match page.next {
-                        Some(n) => cursor = Some(n),
-                        None => break,
-                    }
-                }
+                let found = self
+                    .read_keys(
+                        &query,
+                        chunk,
+                        &lookups,
+                        &view,
+                        &mut names,
+                        &mut pending,
+                        &mut report,
+                    )
+                    .await?;
                 // Gone from SYSPRO altogether: the destination record is marked, never deleted.
                 let removed: Vec<Record> = chunk
                     .iter()
@@ -394,6 +402,32 @@ impl PollRun<'_> {
                     self.stage_rows(&view, removed, &mut pending, &mut report)
                         .await?;
                 }
+            }
+        }
+        if let Some(bound) = child_bound {
+            // A line or GRN changed under a purchase order SYSPRO did not touch: re-read it.
+            let (parents, child_rv) =
+                children::changed_parents(self.source, &view, bound, query.page_size)
+                    .await
+                    .map_err(|e| self.source_err(entity, e))?;
+            if let Some(v) = child_rv {
+                max_rv = Some(max_rv.map_or(v, |m| m.max(v)));
+            }
+            let todo: Vec<String> = parents
+                .into_iter()
+                .filter(|p| !seen_parents.contains(p))
+                .collect();
+            for chunk in todo.chunks(KEYS_PER_QUERY) {
+                self.read_keys(
+                    &query,
+                    chunk,
+                    &lookups,
+                    &view,
+                    &mut names,
+                    &mut pending,
+                    &mut report,
+                )
+                .await?;
             }
         }
         pending.seal();
@@ -436,9 +470,55 @@ impl PollRun<'_> {
             version: stored.map(|w| w.version).unwrap_or(0) + 1,
             poll_id: self.lease.poll_id(),
             updated_at: self.rt.clock.now(),
+            mapping: Some(view.fingerprint.clone()),
         };
         self.rt.watermarks.save(&wm).await?;
         Ok(report)
+    }
+
+    /// Reads the rows of `keys` (identities) with `query`'s columns and stages them; returns
+    /// the identities SYSPRO still has.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_keys(
+        &self,
+        query: &SourceQuery,
+        keys: &[String],
+        lookups: &[(Entity, &'static str, Vec<String>)],
+        view: &DestinationView,
+        names: &mut LookupCache,
+        pending: &mut Pending,
+        report: &mut EntityPollReport,
+    ) -> Result<HashSet<String>> {
+        let entity = query.entity;
+        let parts: Vec<Vec<String>> = keys
+            .iter()
+            .map(|k| k.split('|').map(str::to_string).collect())
+            .collect();
+        let by_key = SourceQuery {
+            entity,
+            fields: query.fields.clone(),
+            filter: Some(Filter::keys(entity, &parts)),
+            page_size: query.page_size,
+        };
+        let mut found: HashSet<String> = HashSet::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .read_with_lookups(&by_key, cursor.as_ref(), lookups, view, names)
+                .await?;
+            report.rows_read += page.rows.len();
+            found.extend(
+                page.rows
+                    .iter()
+                    .filter_map(|r| record_key(entity, r))
+                    .map(|k| k.id()),
+            );
+            self.stage_rows(view, page.rows, pending, report).await?;
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(found),
+            }
+        }
     }
 
     /// One page of `query`, its master lookups filled.
@@ -447,6 +527,7 @@ impl PollRun<'_> {
         query: &SourceQuery,
         cursor: Option<&PageCursor>,
         lookups: &[(Entity, &'static str, Vec<String>)],
+        view: &DestinationView,
         cache: &mut LookupCache,
     ) -> Result<SourcePage> {
         let mut page = self
@@ -457,6 +538,9 @@ impl PollRun<'_> {
         for l in lookups {
             self.fill_lookups(l, &mut page.rows, cache).await?;
         }
+        children::fill(self.source, view, &mut page.rows, query.page_size)
+            .await
+            .map_err(|e| self.source_err(query.entity, e))?;
         Ok(page)
     }
 

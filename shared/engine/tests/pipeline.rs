@@ -108,8 +108,12 @@ impl Source for MemSource {
             (skip + page.len() < rows.len()).then(|| PageCursor((skip + page.len()).to_string()));
         Ok(SourcePage { rows: page, next })
     }
-    async fn has_row_version(&self, _e: Entity) -> Result<bool, SourceError> {
-        Ok(false)
+    async fn has_row_version(&self, e: Entity) -> Result<bool, SourceError> {
+        // Like `$metadata`: a table has a rowversion when its rows carry `TimeStamp`.
+        let t = self.0.lock().unwrap();
+        Ok(t.rows
+            .get(&e)
+            .is_some_and(|rows| rows.iter().any(|r| r.contains_key("TimeStamp"))))
     }
     async fn ping(&self, _f: &[(Entity, Vec<String>)]) -> Result<SourceInfo, SourceError> {
         Ok(SourceInfo {
@@ -797,4 +801,102 @@ async fn a_credit_note_never_falls_overdue() {
     assert_eq!(status("0000000|900001|C"), json!("open"), "credit note");
     assert_eq!(status("0000000|900002|D"), json!("overdue"), "debit note");
     assert_eq!(status("0000000|900003|I"), json!("open"), "credit balance");
+}
+
+#[tokio::test]
+async fn a_mapping_change_reaches_records_a_rowversion_poll_would_not_read() {
+    let mut w = World::new();
+    w.reconfigure(|f| {
+        f.entities[1].change_detection = mlc_core::config::ChangeDetection::Rowversion;
+    });
+    w.seed(2, 6);
+    let invoices: Vec<Record> = w.source.0.lock().unwrap().rows[&Entity::ArInvoice].clone();
+    for (n, mut row) in invoices.into_iter().enumerate() {
+        row.insert("TimeStamp".into(), json!(5000 + n));
+        w.source.upsert(Entity::ArInvoice, Value::Object(row));
+    }
+    // The second poll re-reads the first one's rows (the rowversion lag); the third is idle.
+    w.sync("2026-11-24").await;
+    w.sync("2026-11-24").await;
+    let idle = w.sync("2026-11-24").await;
+    assert_eq!(World::queued(&idle, "ArInvoice"), 0);
+    let read_idle = idle
+        .entities
+        .iter()
+        .find(|e| e.entity == "ArInvoice")
+        .map(|e| e.rows_read);
+    assert_eq!(read_idle, Some(0), "an idle rowversion poll reads nothing");
+
+    w.reconfigure(|f| {
+        f.entities[1].mapping.insert(
+            "Description".into(),
+            rule(r#"{ template = "PO {CustomerPoNumber}" }"#),
+        );
+    });
+    let r = w.sync("2026-11-24").await;
+    assert_eq!(World::queued(&r, "ArInvoice"), 6, "{r:?}");
+    assert_eq!(World::queued(&r, "ArCustomer"), 0, "{r:?}");
+    let again = w.sync("2026-11-24").await;
+    assert_eq!(again.queued(), 0, "{again:?}");
+}
+
+#[tokio::test]
+async fn purchase_orders_take_value_and_receipt_from_their_lines_and_follow_child_changes() {
+    let mut w = World::new();
+    w.reconfigure(|f| {
+        let po: mlc_core::config::EntityConfig = toml::from_str(
+            r#"
+entity = "PorMasterHdr"
+change_detection = "rowversion"
+[mapping]
+Value = { from = "_OrderValue", type = "number" }
+Receipt = "_GrnStatus"
+Lines = "_LineCount"
+Received = { from = "_ReceivedValue", type = "number" }
+"#,
+        )
+        .unwrap();
+        f.entities.push(po);
+    });
+    let src = &w.source;
+    for (po, rv) in [("000000000150802", 100), ("000000000150803", 101)] {
+        src.upsert(
+            Entity::PorMasterHdr,
+            json!({"PurchaseOrder": po, "Supplier": "S1", "OrderStatus": "1", "TimeStamp": rv}),
+        );
+    }
+    let line = |line: u32, qty: &str, price: &str, got: &str, rv: u64| {
+        json!({"PurchaseOrder": "000000000150802", "Line": line, "MOrderQty": qty,
+               "MPrice": price, "MReceivedQty": got, "TimeStamp": rv})
+    };
+    // 2.5 × 1.01 = 2.525 → 2.53 (half-up per line); 0.333333 × 30.00003 = 9.99999… → 10.00.
+    src.upsert(Entity::PorMasterDetail, line(1, "2.5", "1.01", "0", 110));
+    src.upsert(
+        Entity::PorMasterDetail,
+        line(2, "0.333333", "30.00003", "0.333333", 111),
+    );
+    src.upsert(
+        Entity::GrnDetails,
+        json!({"Grn": "G1", "GrnSource": "P", "Journal": 1, "JournalEntry": 1,
+               "PurchaseOrder": "000000000150802", "OrigGrnValue": 10.0, "TimeStamp": 112}),
+    );
+    w.sync("2026-11-24").await;
+    let po = |w: &World, k: &str| w.dest.0.lock().unwrap().records[k].0.clone();
+    let p1 = po(&w, "000000000150802");
+    assert_eq!(p1["_OrderValue"].to_string(), "12.53", "{p1:?}");
+    assert_eq!(p1["_GrnStatus"], json!("partial"));
+    assert_eq!(p1["_LineCount"], json!(2));
+    assert_eq!(p1["_ReceivedValue"].to_string(), "10");
+    let p2 = po(&w, "000000000150803");
+    assert_eq!(p2["_LineCount"], json!(0));
+    assert_eq!(p2["_GrnStatus"], json!("none"));
+
+    // The rest of line 1 is received: only the line changes, the header keeps its rowversion.
+    w.sync("2026-11-24").await;
+    src.upsert(Entity::PorMasterDetail, line(1, "2.5", "1.01", "2.5", 120));
+    let r = w.sync("2026-11-24").await;
+    assert_eq!(World::queued(&r, "PorMasterHdr"), 1, "{r:?}");
+    assert_eq!(po(&w, "000000000150802")["_GrnStatus"], json!("received"));
+    let idle = w.sync("2026-11-24").await;
+    assert_eq!(idle.queued(), 0, "{idle:?}");
 }

@@ -4,7 +4,7 @@
 //! Accounts before Opportunities. Backfills above `bulk_threshold`: Bulk API 2.0 jobs for each
 //! object whose part of the batch is above the threshold, Composite for the other.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,7 +97,8 @@ struct AccountItem {
     known_id: Option<String>,
     /// Matched by legal name: update this Id and stamp the external id on it.
     stamp_id: Option<String>,
-    /// Only known from an invoice: written only when no Account exists.
+    /// Only known from an invoice: created from the customer's SYSPRO name when no Account
+    /// exists; when SYSPRO has no such customer, never created (the invoice waits).
     phantom: bool,
     /// Nothing to write (phantom found by external id).
     skip: bool,
@@ -127,6 +128,8 @@ struct Work {
     acct_ids: HashMap<String, String>,
     /// customer → why its Account could not be written or resolved.
     acct_fail: HashMap<String, (bool, Failure)>,
+    /// Customers whose invoices wait when Salesforce has no Account for them yet.
+    wait_for: HashSet<String>,
 }
 
 impl Work {
@@ -276,6 +279,7 @@ impl SalesforceSink {
             opps: Vec::new(),
             acct_ids: HashMap::new(),
             acct_fail: HashMap::new(),
+            wait_for: HashSet::new(),
         };
         let mut acct_ix: HashMap<String, usize> = HashMap::new();
         let mut opp_ix: HashMap<String, usize> = HashMap::new();
@@ -378,6 +382,11 @@ impl SalesforceSink {
                 .and_then(|v| v.as_str())
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty());
+            if name.is_none() {
+                // The customer is not in SYSPRO (its master lookup found no row): no Account
+                // is made up from a code; the invoice waits and links once the real one exists.
+                w.wait_for.insert(cust.clone());
+            }
             acct_ix.insert(cust.clone(), w.accts.len());
             w.accts.push(AccountItem {
                 ext: cust.clone(),
@@ -597,6 +606,23 @@ impl SalesforceSink {
             }
         }
         Ok(())
+    }
+
+    /// Invoices whose customer has no Account anywhere (not in the batch, not in record state,
+    /// not in Salesforce) wait for it, retryable, instead of linking to a made-up Account.
+    fn hold_for_customers(&self, w: &mut Work) {
+        for a in w.accts.iter_mut() {
+            if !a.phantom || a.skip || a.known_id.is_some() || !w.wait_for.contains(&a.ext) {
+                continue;
+            }
+            a.skip = true;
+            let f = Failure::retryable(format!(
+                "waiting for customer {}: no Account carries its SYSPRO id yet (the customer is not in SYSPRO or not synced yet); the invoice links to it once it exists",
+                a.ext
+            ))
+            .with_field("AccountId");
+            w.acct_fail.insert(a.ext.clone(), (true, f));
+        }
     }
 
     /// Sends units in Composite requests of ≤ 5 collections, in order; maps every result back.
@@ -1263,6 +1289,7 @@ impl Sink for SalesforceSink {
                 }
                 Err(e) => return Err(e.into()),
             }
+            self.hold_for_customers(&mut w);
             let pending = w.outcomes.iter().any(|o| o.is_none());
             if pending {
                 let to_write = w.accts.iter().filter(|a| !a.skip).count() + w.opps.len();

@@ -1133,3 +1133,41 @@ async fn a_removed_invoice_changes_only_its_stage() {
     );
     assert_eq!(e.org.total_calls(), 0, "{:?}", e.org.requests());
 }
+
+#[tokio::test]
+async fn an_invoice_whose_customer_is_not_in_syspro_waits_then_links_to_the_real_account() {
+    let e = env().await;
+    // The poll's master lookup found no ArCustomer row: no `Customer.Name`.
+    let mut orphan = invoice("C0077", "000100077", "x");
+    orphan.record.remove("Customer.Name");
+    let out = e.sink.write(&[pw(&e.state, orphan.clone())]).await.unwrap();
+    match &out[0] {
+        RecordOutcome::Retry { failure, .. } => {
+            assert!(
+                failure.message.contains("waiting for customer C0077"),
+                "{failure:?}"
+            )
+        }
+        other => panic!("expected to wait, got {other:?}"),
+    }
+    assert!(e.org.accounts().is_empty(), "no Account named after a code");
+    assert!(e.org.opportunities().is_empty());
+
+    // The customer is posted in SYSPRO and synced: the invoice then links to its Account.
+    let ids = {
+        let out = e
+            .sink
+            .write(&[pw(&e.state, customer("C0077", "Umhlanga Cycles"))])
+            .await
+            .unwrap();
+        let id = id_of(&out[0]);
+        e.state.remember(Entity::ArCustomer, "C0077", &id);
+        id
+    };
+    let out = e.sink.write(&[pw(&e.state, orphan)]).await.unwrap();
+    let opp = e.org.record(&id_of(&out[0])).unwrap();
+    assert_eq!(opp.text("AccountId").unwrap(), ids);
+    let accts = e.org.accounts();
+    assert_eq!(accts.len(), 1);
+    assert_eq!(accts[0].text("Name").unwrap(), "Umhlanga Cycles");
+}

@@ -126,6 +126,7 @@ fn wm(flow: &str, version: u64, day: u32) -> Watermark {
         version,
         poll_id: format!("{flow}:{version}"),
         updated_at: t0(),
+        mapping: None,
     }
 }
 
@@ -148,6 +149,7 @@ pub async fn save_is_optimistic(s: &dyn WatermarkStore) {
     );
     let rv = Watermark {
         value: WatermarkValue::RowVersion(u64::MAX - 5),
+        mapping: Some("0123abcd".into()),
         ..wm(&flow, 3, 2)
     };
     s.save(&rv).await.expect("rowversion save");

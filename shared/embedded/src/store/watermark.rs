@@ -7,12 +7,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mlc_core::entity::Entity;
 use mlc_core::ports::WatermarkStore;
-use mlc_core::watermark::FlowRunInfo;
+use mlc_core::watermark::{decode_value, encode_value, FlowRunInfo};
 use mlc_core::{Lease, PortError, PortResult, Watermark};
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::SqliteStore;
-use crate::db::{counter, counter_from, from_json, time, time_from, to_json, write_tx};
+use crate::db::{counter, counter_from, time, time_from, write_tx};
 use crate::error::sql;
 
 /// A `mlc_flow` row.
@@ -66,14 +66,17 @@ fn to_watermark(
     flow: &str,
     (entity, value, version, poll_id, updated_at): WatermarkRow,
 ) -> PortResult<Watermark> {
+    let (value, mapping) = decode_value(&value)
+        .map_err(|e| PortError::permanent("stored watermark value is corrupt", e))?;
     Ok(Watermark {
         flow: flow.to_string(),
         entity: Entity::from_str(&entity)
             .map_err(|e| PortError::permanent("stored watermark has an unknown entity", e))?,
-        value: from_json(&value, "watermark value")?,
+        value,
         version: counter_from(version),
         poll_id,
         updated_at: time_from(updated_at),
+        mapping,
     })
 }
 
@@ -226,7 +229,8 @@ impl WatermarkStore for SqliteStore {
 
     async fn save(&self, wm: &Watermark) -> PortResult<()> {
         let wm = wm.clone();
-        let value = to_json(&wm.value, "watermark value")?;
+        let value = encode_value(&wm)
+            .map_err(|e| PortError::permanent("cannot encode watermark value", e))?;
         let updated = time(wm.updated_at)?;
         let version = counter(wm.version, "watermark version")?;
         if version < 1 {
