@@ -439,17 +439,7 @@ mod tests {
             column_value("email", &json!("a@b.c")).unwrap(),
             json!({"email": "a@b.c", "text": "a@b.c"})
         );
-        for ty in [
-            "text",
-            "long_text",
-            "numbers",
-            "date",
-            "status",
-            "dropdown",
-            "email",
-            "phone",
-            "link",
-        ] {
+        for ty in WRITABLE_TYPES {
             for blank in [json!(""), json!("   "), Value::Null] {
                 assert_eq!(
                     column_value(ty, &blank).unwrap(),
