@@ -84,6 +84,27 @@ pub async fn run(cli: Cli) -> u8 {
             Err(e) => Err(e),
         },
         Command::Demo(args) => crate::demo::run(args, clock, json).await,
+        Command::Preview {
+            cfg,
+            flow,
+            key,
+            entity,
+        } => match open(&cfg) {
+            Ok(app) => crate::preview::run(&app, &flow, &key, entity.as_deref(), json).await,
+            Err(e) => Err(e),
+        },
+        Command::Resync {
+            cfg,
+            flow,
+            entity,
+            key,
+        } => match open(&cfg) {
+            Ok(app) => {
+                crate::resync::run(&app, &flow, entity.as_deref(), key.as_deref(), json).await
+            }
+            Err(e) => Err(e),
+        },
+        Command::Watermark { action } => crate::watermark::run(action, clock, json).await,
     };
     match result {
         Ok(code) => code,
@@ -138,7 +159,16 @@ pub async fn sync_pass(
     for flow in &flows {
         let rt = app.runtime(flow.clone());
         let source = app.source(flow)?;
-        let r = poll_flow_with(&rt, source.as_ref(), &owner, PollOptions { dry_run }).await;
+        let r = poll_flow_with(
+            &rt,
+            source.as_ref(),
+            &owner,
+            PollOptions {
+                dry_run,
+                ..Default::default()
+            },
+        )
+        .await;
         source.close().await;
         match r {
             Ok(r) => summary.polls.push(r),
@@ -153,15 +183,21 @@ pub async fn sync_pass(
     if dry_run {
         return Ok(summary);
     }
+    // Each destination drains at its own pace: a slow or failing one never holds up another.
+    let mut drains = Vec::new();
     for d in DESTINATIONS {
         if !flows.iter().any(|f| f.destination_name() == d) {
             continue;
         }
         let sinks = app.sink_set(d)?;
         let q = app.queues[d].clone();
-        let r = drain(q.as_ref(), &sinks, drain_opts)
-            .await
-            .map_err(|e| runtime_err(error_chain(&e)))?;
+        drains.push(async move {
+            let r = drain(q.as_ref(), &sinks, drain_opts).await;
+            (d, r)
+        });
+    }
+    for (d, r) in futures::future::join_all(drains).await {
+        let r = r.map_err(|e| runtime_err(error_chain(&e)))?;
         summary.deliveries.insert(d.to_string(), r);
     }
     Ok(summary)
@@ -229,10 +265,15 @@ async fn sync_once(
         }
     }
     let dead: usize = summary.deliveries.values().map(|r| r.dead_lettered).sum();
+    let left: u64 = summary.deliveries.values().map(|r| r.left_queued).sum();
     Ok(if !summary.failed_flows.is_empty() {
         1
     } else if dead > 0 {
         3
+    } else if left > 0 && !dry_run {
+        // Records wait for a retry or a deferral (their customer, a destination limit): the
+        // next run delivers them, and scripts learn that this one did not finish.
+        5
     } else {
         0
     })
@@ -295,6 +336,19 @@ async fn ping(app: &App, json: bool) -> Result<u8, AppError> {
                 (e.entity, f)
             })
             .collect();
+        let mut fields = fields;
+        if flow.syspro.terms_source == mlc_core::config::TermsSource::Syspro {
+            // Due dates read TblArTerms at every poll: the operator must be able to read it.
+            fields.push((
+                mlc_core::Entity::TblArTerms,
+                vec!["TermsCode".into(), "DueDays".into()],
+            ));
+        }
+        lines.push(PingLine {
+            system: format!("{} plan", flow.id),
+            ok: true,
+            detail: read_plan(&flow),
+        });
         match app.source(&flow) {
             Ok(src) => {
                 let r = src.ping(&fields).await;
@@ -360,6 +414,57 @@ async fn ping(app: &App, json: bool) -> Result<u8, AppError> {
     Ok(if ok { 0 } else { 4 })
 }
 
+/// How each entity of a flow is read, in words: strategy, initial scope, sweep, terms.
+fn read_plan(flow: &mlc_core::FlowConfig) -> String {
+    use mlc_core::config::{InitialScope, Sweep};
+    let mut parts: Vec<String> = flow
+        .entities
+        .iter()
+        .map(|e| {
+            let strategy = serde_json::to_value(e.change_detection)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let mut p = format!("{} {strategy}", e.entity);
+            match (e.initial_scope, e.since) {
+                (InitialScope::All, _) if e.entity.is_invoice() => {
+                    p.push_str(", initial scope all (paid invoices too)")
+                }
+                (InitialScope::Open, _) => {
+                    p.push_str(", initial scope open (paid invoices left out and counted)")
+                }
+                (InitialScope::Since, Some(d)) => {
+                    p.push_str(&format!(", initial scope open and since {d}"))
+                }
+                _ => {}
+            }
+            if matches!(
+                e.change_detection,
+                mlc_core::config::ChangeDetection::Rowversion
+                    | mlc_core::config::ChangeDetection::DateWindow
+            ) {
+                p.push_str(match e.sweep {
+                    Sweep::Daily => ", key sweep daily",
+                    Sweep::EveryPoll => ", key sweep every poll",
+                    Sweep::Off => ", no key sweep",
+                });
+            }
+            p
+        })
+        .collect();
+    if flow.entity(mlc_core::Entity::ArInvoice).is_some() {
+        parts.push(match flow.syspro.terms_source {
+            mlc_core::config::TermsSource::Syspro => "terms from SYSPRO TblArTerms".to_string(),
+            mlc_core::config::TermsSource::FlowsFile => format!(
+                "terms from the flows file ({} codes, else {} days)",
+                flow.syspro.terms_days.len(),
+                flow.syspro.default_due_days
+            ),
+        });
+    }
+    parts.join("; ")
+}
+
 #[derive(Debug, Serialize)]
 struct FlowStatus {
     flow: String,
@@ -375,6 +480,8 @@ struct FlowStatus {
     in_flight: u64,
     dead_lettered: u64,
     watermarks: BTreeMap<String, serde_json::Value>,
+    /// Per entity: initial scope, what it left out, last sweep, alert (from the notes).
+    entities: BTreeMap<String, crate::watermark::EntityNotes>,
 }
 
 async fn status(app: &App, json: bool) -> Result<u8, AppError> {
@@ -384,6 +491,7 @@ async fn status(app: &App, json: bool) -> Result<u8, AppError> {
     for flow in app.flows(None)? {
         let info = app.store.run_info(&flow.id).await.map_err(runtime_err)?;
         let wms = app.store.list(&flow.id).await.map_err(runtime_err)?;
+        let entities = crate::watermark::flow_notes(&flow, &wms);
         let depth = app.queue_for(&flow).depth().await.map_err(runtime_err)?;
         out.push(FlowStatus {
             flow: flow.id.clone(),
@@ -411,11 +519,15 @@ async fn status(app: &App, json: bool) -> Result<u8, AppError> {
                     )
                 })
                 .collect(),
+            entities,
         });
     }
     if json {
         print_json(&out);
     } else {
+        for s in &out {
+            crate::watermark::print_alerts(&s.flow, &s.entities);
+        }
         let rows: Vec<Vec<String>> = out
             .iter()
             .map(|s| {
@@ -457,6 +569,7 @@ async fn status(app: &App, json: bool) -> Result<u8, AppError> {
             for (e, w) in &s.watermarks {
                 println!("  {} {e}: {w}", s.flow);
             }
+            crate::watermark::print_notes(&s.flow, &s.entities);
         }
     }
     Ok(0)

@@ -7,13 +7,17 @@
 //! - 1: runtime failure (a store, a network call);
 //! - 2: usage or configuration error;
 //! - 3: finished, but records were dead-lettered or the demo did not converge;
-//! - 4: a credential or endpoint check failed (`ping`).
+//! - 4: a credential or endpoint check failed (`ping`);
+//! - 5: `sync --once` finished, but records remain queued for a retry or waiting (deferred).
 
 mod app;
 mod commands;
 mod daemon;
 mod demo;
 mod output;
+mod preview;
+mod resync;
+mod watermark;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,6 +120,44 @@ pub enum Command {
     /// Start SYSPRO, Salesforce and Monday.com simulators, sync a realistic company, check the
     /// destinations against the source and print a summary.
     Demo(demo::DemoArgs),
+    /// Show one record as a sync would write it now, field by field, beside the destination's
+    /// current values, and what the sync would do. Writes nothing.
+    Preview {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// The flow.
+        #[arg(long)]
+        flow: String,
+        /// The record key (`ACME01`, `ACME01|100045|I`).
+        #[arg(long)]
+        key: String,
+        /// The entity (default: the first of the flow's entities that has the key).
+        #[arg(long)]
+        entity: Option<String>,
+    },
+    /// Re-send records as SYSPRO has them now, whatever was sent before, and deliver them:
+    /// one key, one entity, or every entity of a flow.
+    Resync {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// The flow.
+        #[arg(long)]
+        flow: String,
+        /// The entity (default: every entity of the flow).
+        #[arg(long)]
+        entity: Option<String>,
+        /// One record key (`ACME01`, `ACME01|100045|I`); needs --entity when the flow reads
+        /// several entities.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Show a flow's watermarks in words, or reset them so the next poll reads an entity whole
+    /// (or from a chosen rowversion or date).
+    Watermark {
+        /// `show` or `reset`.
+        #[command(subcommand)]
+        action: watermark::WatermarkAction,
+    },
 }
 
 fn main() -> ExitCode {

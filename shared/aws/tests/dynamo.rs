@@ -169,6 +169,7 @@ async fn duplicate_keys_in_one_call_are_fine() {
         },
         hash: hash.into(),
         open,
+        due: None,
         polled_at: t0(),
     };
     store
@@ -223,6 +224,7 @@ async fn lease_edge_cases() {
         poll_id: "x".into(),
         updated_at: t0(),
         mapping: None,
+        notes: Default::default(),
     };
     assert!(matches!(
         store.save(&bad).await,

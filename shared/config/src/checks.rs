@@ -3,14 +3,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mlc_core::config::{
-    ChangeDetection, Destination, EntityConfig, FieldMapping, FlowConfig, MappingRule,
-    MondayConnection, ReadPath, SalesforceConnection, Settings, SysproAuth, ValueKind,
+    ChangeDetection, Destination, EntityConfig, FieldMapping, FlowConfig, InitialScope,
+    MappingRule, MondayConnection, ReadPath, SalesforceConnection, Settings, SysproAuth, ValueKind,
 };
 use mlc_core::mapping::{source_fields, template_fields};
 use mlc_core::Entity;
 
 use crate::endpoint::check_endpoint;
-use crate::fields::{check_source_field, date_columns};
+use crate::fields::{check_source_field, date_columns, is_column_name};
 use crate::path::Path;
 use crate::problems::Problems;
 use crate::schedule::schedule_duration;
@@ -177,6 +177,75 @@ fn check_syspro(flow: &FlowConfig, p: &Path, out: &mut Problems<'_>) {
     }
 }
 
+/// Status-rule overrides apply to the entities whose status they decide.
+fn check_status_rules(e: &EntityConfig, p: &Path, out: &mut Problems<'_>) {
+    let r = &e.status_rules;
+    let entity = e.entity;
+    if let Some(col) = &r.due_date_from {
+        if !entity.is_invoice() {
+            out.at(
+                &p.key("due_date_from"),
+                format!("due_date_from is for invoices (ArInvoice, ApInvoice), not {entity}"),
+            );
+        } else if !is_column_name(col) {
+            out.at(
+                &p.key("due_date_from"),
+                format!("{col:?} cannot be a SYSPRO column name (ASCII letters, digits and '_', starting with a letter)"),
+            );
+        }
+    }
+    if r.credit_notes_fall_overdue && entity != Entity::ArInvoice {
+        out.at(
+            &p.key("credit_notes_fall_overdue"),
+            format!("credit notes are ArInvoice documents, not {entity}"),
+        );
+    }
+    if !r.order_status.is_empty() && entity != Entity::PorMasterHdr {
+        out.at(
+            &p.key("order_status"),
+            format!("order_status is for PorMasterHdr (OrderStatus codes), not {entity}"),
+        );
+    }
+    for (code, label) in &r.order_status {
+        if label.trim().is_empty() {
+            out.at(
+                &p.key("order_status").key(code),
+                "the status label must not be blank",
+            );
+        }
+    }
+}
+
+/// `initial_scope` narrows the first read of an entity with a balance; `since` goes with
+/// `"since"` only. A full scan reads everything every time, so it cannot keep a scope.
+fn check_scope(e: &EntityConfig, p: &Path, out: &mut Problems<'_>) {
+    let entity = e.entity;
+    match (e.initial_scope, e.since) {
+        (InitialScope::Since, None) => out.at(
+            &p.key("since"),
+            "initial_scope = \"since\" needs since = \"YYYY-MM-DD\" (the first business date to take)",
+        ),
+        (InitialScope::All | InitialScope::Open, Some(_)) => out.at(
+            &p.key("since"),
+            "since is only used with initial_scope = \"since\"",
+        ),
+        _ => {}
+    }
+    if e.initial_scope != InitialScope::All {
+        if !entity.is_invoice() {
+            out.at(
+                &p.key("initial_scope"),
+                format!("initial_scope = {:?} needs an entity with a balance (ArInvoice, ApInvoice), not {entity}", e.initial_scope.as_str()),
+            );
+        } else if e.change_detection == ChangeDetection::FullScan {
+            out.at(
+                &p.key("initial_scope"),
+                "a full scan reads every row at every poll, so it cannot keep an initial scope: use rowversion, date-window or open-items",
+            );
+        }
+    }
+}
+
 fn check_entity(flow: &FlowConfig, e: &EntityConfig, p: &Path, out: &mut Problems<'_>) {
     let entity = e.entity;
     match (e.change_detection, &e.date_field) {
@@ -211,6 +280,9 @@ fn check_entity(flow: &FlowConfig, e: &EntityConfig, p: &Path, out: &mut Problem
             ),
         );
     }
+
+    check_scope(e, p, out);
+    check_status_rules(e, &p.key("status_rules"), out);
 
     let monday = matches!(flow.destination, Destination::Monday(_));
     for (name, rule) in &e.mapping {

@@ -24,6 +24,7 @@ pub fn date_columns(entity: Entity) -> &'static [&'static str] {
         Entity::PorMasterHdr => &["OrderEntryDate", "OrderDueDate", "DatePoCompleted"],
         Entity::GrnDetails => &["OrigReceiptDate"],
         Entity::PorMasterDetail => &["MLatestDueDate"],
+        Entity::TblArTerms => &[],
     }
 }
 

@@ -27,6 +27,8 @@ pub enum Ty {
     Str,
     /// One of these strings.
     Enum(&'static [&'static str]),
+    /// A business date as a string, `YYYY-MM-DD`.
+    Date,
     /// A SYSPRO entity name.
     Entity,
     /// A secret reference (`env:NAME`, a Secrets Manager ARN): never a secret.
@@ -124,6 +126,7 @@ static SYSPRO: Struct = Struct {
         req("operator", Ty::Str),
         req("password", Ty::Secret),
         opt("company_password", Ty::Secret),
+        opt("terms_source", Ty::Enum(&["flows-file", "syspro"])),
         opt("terms_days", Ty::Map(&U32)),
         opt("default_due_days", U32),
         opt("timeout_secs", U64),
@@ -143,6 +146,18 @@ static ENTITY: Struct = Struct {
         opt("mapping", Ty::Map(&Ty::StrOrStruct(&RULE))),
         opt("salesforce", Ty::Struct(&SF_TARGET)),
         opt("monday", Ty::Struct(&MONDAY_TARGET)),
+        opt("initial_scope", Ty::Enum(&["all", "open", "since"])),
+        opt("since", Ty::Date),
+        opt("sweep", Ty::Enum(&["daily", "every-poll", "off"])),
+        opt("status_rules", Ty::Struct(&STATUS_RULES)),
+    ],
+};
+
+static STATUS_RULES: Struct = Struct {
+    fields: &[
+        opt("due_date_from", Ty::Str),
+        opt("credit_notes_fall_overdue", Ty::Bool),
+        opt("order_status", Ty::Map(&Ty::Str)),
     ],
 };
 
@@ -267,6 +282,21 @@ pub fn walk(
                 return false;
             }
         }
+        Ty::Date => match value.as_str() {
+            Some(s) if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() => {}
+            Some(s) => {
+                out.at_span(path, &span, format!("{s:?} is not a date (YYYY-MM-DD)"));
+                return false;
+            }
+            None => {
+                out.at_span(
+                    path,
+                    &span,
+                    wrong_type("a date string (\"YYYY-MM-DD\")", value),
+                );
+                return false;
+            }
+        },
         Ty::Enum(allowed) => match value.as_str() {
             Some(s) if allowed.contains(&s) => {}
             Some(s) => {
@@ -287,6 +317,9 @@ pub fn walk(
             Some(s) if Entity::ALL.iter().any(|e| e.as_str() == s) => {}
             Some(s) => {
                 let msg = match s.parse::<Entity>() {
+                    Ok(Entity::TblArTerms) if s == "TblArTerms" => format!(
+                        "{s} is read as a reference table (the invoices' due dates, with syspro.terms_source = \"syspro\"), never polled on its own"
+                    ),
                     Ok(e) if e.as_str() == s => format!(
                         "{s} is read as a child table of PorMasterHdr (_OrderValue, _GrnStatus, _LineCount), never polled on its own"
                     ),

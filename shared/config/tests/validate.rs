@@ -153,10 +153,19 @@ fn example_config_validates() {
         sf.entity(Entity::ArCustomer).unwrap().change_detection,
         ChangeDetection::Rowversion
     );
-    assert_eq!(
-        sf.entity(Entity::ArInvoice).unwrap().change_detection,
-        ChangeDetection::OpenItems
-    );
+    // The recommended strategy everywhere: rowversion reads only what changed.
+    for f in &c.flows {
+        for e in &f.entities {
+            assert_eq!(
+                e.change_detection,
+                ChangeDetection::Rowversion,
+                "{}",
+                e.entity
+            );
+        }
+    }
+    let inv = sf.entity(Entity::ArInvoice).unwrap();
+    assert_eq!(inv.initial_scope, mlc_core::config::InitialScope::Since);
     for field in [
         "Name",
         "BillingStreet",
@@ -922,6 +931,12 @@ fn schema_matches_core() {
         f.syspro.company_password = Some(SecretRef::Env("C".into()));
         for e in &mut f.entities {
             e.date_field = Some("X".into());
+            e.since = chrono::NaiveDate::from_ymd_opt(2026, 1, 1);
+            e.status_rules = mlc_core::config::StatusRules {
+                due_date_from: Some("X".into()),
+                credit_notes_fall_overdue: true,
+                order_status: [("4".to_string(), "partial".to_string())].into(),
+            };
             e.salesforce = Some(SalesforceTarget {
                 object: "A".into(),
                 external_id_field: "B".into(),
@@ -988,4 +1003,103 @@ change_detection = "rowversion"
         .to_string();
     assert!(err.contains("child table of PorMasterHdr"), "{err}");
     assert!(err.contains("flows.toml:13"), "{err}");
+}
+
+#[test]
+fn initial_scope_is_for_invoices_and_since_goes_with_it() {
+    let ar = "entity = \"ArInvoice\"\nchange_detection = \"open-items\"\n";
+    let text = edit(SF, ar, &format!("{ar}initial_scope = \"since\"\n"));
+    // A missing key is reported at its table's header.
+    let e = errors(&text);
+    assert_problem(
+        &e,
+        line_of(&text, "entity = \"ArInvoice\"") - 1,
+        "flows[0].entities[1].since",
+        "initial_scope = \"since\" needs since = \"YYYY-MM-DD\"",
+    );
+    assert_eq!(e.problems.len(), 1, "{e}");
+    let text = edit(SF, ar, &format!("{ar}since = \"2026-01-01\"\n"));
+    assert_only(
+        &text,
+        "since",
+        "flows[0].entities[1].since",
+        "since is only used with initial_scope = \"since\"",
+    );
+    let cust = "entity = \"ArCustomer\"\nchange_detection = \"rowversion\"\n";
+    let text = edit(SF, cust, &format!("{cust}initial_scope = \"open\"\n"));
+    assert_only(
+        &text,
+        "initial_scope",
+        "flows[0].entities[0].initial_scope",
+        "needs an entity with a balance (ArInvoice, ApInvoice), not ArCustomer",
+    );
+    let text = edit(
+        SF,
+        ar,
+        "entity = \"ArInvoice\"\nchange_detection = \"full-scan\"\ninitial_scope = \"open\"\n",
+    );
+    assert_only(
+        &text,
+        "initial_scope",
+        "flows[0].entities[1].initial_scope",
+        "a full scan reads every row at every poll",
+    );
+    let text = edit(
+        SF,
+        ar,
+        &format!("{ar}initial_scope = \"since\"\nsince = \"2026-01-01\"\nsweep = \"every-poll\"\n"),
+    );
+    let c = parse("t.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let e = &c.flows[0].entities[1];
+    assert_eq!(e.initial_scope, mlc_core::config::InitialScope::Since);
+    assert_eq!(e.since, chrono::NaiveDate::from_ymd_opt(2026, 1, 1));
+    assert_eq!(e.sweep, mlc_core::config::Sweep::EveryPoll);
+    let text = edit(
+        SF,
+        ar,
+        &format!("{ar}initial_scope = \"since\"\nsince = \"2026-13-01\"\n"),
+    );
+    assert_only(
+        &text,
+        "since = \"",
+        "flows[0].entities[1].since",
+        "\"2026-13-01\" is not a date (YYYY-MM-DD)",
+    );
+}
+
+#[test]
+fn status_rules_apply_to_the_entities_whose_status_they_decide() {
+    let ar = "entity = \"ArInvoice\"\nchange_detection = \"open-items\"\n";
+    let text = edit(
+        SF,
+        ar,
+        &format!("{ar}status_rules = {{ due_date_from = \"PodEntryDate\", credit_notes_fall_overdue = true }}\n"),
+    );
+    let c = parse("t.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let r = &c.flows[0].entities[1].status_rules;
+    assert_eq!(r.due_date_from.as_deref(), Some("PodEntryDate"));
+    assert!(r.credit_notes_fall_overdue);
+    let cust = "entity = \"ArCustomer\"\nchange_detection = \"rowversion\"\n";
+    let text = edit(
+        SF,
+        cust,
+        &format!("{cust}status_rules = {{ order_status = {{ \"4\" = \"partial\" }} }}\n"),
+    );
+    assert_only(
+        &text,
+        "status_rules",
+        "flows[0].entities[0].status_rules.order_status",
+        "order_status is for PorMasterHdr (OrderStatus codes), not ArCustomer",
+    );
+    let text = edit(
+        SF,
+        ar,
+        &format!("{ar}status_rules = {{ due_date_from = \"Due Date\" }}\n"),
+    );
+    assert_only(
+        &text,
+        "status_rules",
+        "flows[0].entities[1].status_rules.due_date_from",
+        "cannot be a SYSPRO column name",
+    );
 }

@@ -161,7 +161,13 @@ pub struct SysproConnection {
     /// The company password (e.net sessions), if the company has one.
     #[serde(default)]
     pub company_password: Option<SecretRef>,
-    /// Terms code → days until due (SYSPRO `TblArTerms.DueDays`).
+    /// Where invoice terms (terms code → days until due) come from: this file's
+    /// `terms_days`, or SYSPRO's `TblArTerms` read at every poll (so a terms change in SYSPRO
+    /// reaches the invoices' due dates, status and aging).
+    #[serde(default)]
+    pub terms_source: TermsSource,
+    /// Terms code → days until due. With `terms_source = "syspro"`, entries here override
+    /// SYSPRO's (terms SYSPRO computes from a fixed day of the month, say).
     #[serde(default)]
     pub terms_days: BTreeMap<String, u32>,
     /// Days until due when a terms code is not in `terms_days`.
@@ -236,10 +242,100 @@ pub struct EntityConfig {
     /// Monday.com target board.
     #[serde(default)]
     pub monday: Option<MondayTarget>,
+    /// Which rows the first read takes (invoices): everything, open items only, or open items
+    /// plus everything dated on or after `since`.
+    #[serde(default)]
+    pub initial_scope: InitialScope,
+    /// The first business date `initial_scope = "since"` takes (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub since: Option<chrono::NaiveDate>,
+    /// How often a key-only read looks for records that vanished from SYSPRO and for a
+    /// restored database (`rowversion` and `date-window`).
+    #[serde(default)]
+    pub sweep: Sweep,
+    /// Overrides of the entity's status rules (invoices, purchase orders).
+    #[serde(default, skip_serializing_if = "StatusRules::is_default")]
+    pub status_rules: StatusRules,
+}
+
+/// How an entity's derived status is decided, where a company differs from the defaults
+/// (AR invoices due by terms, credit notes never overdue, AP invoices due by `DueDate`, purchase
+/// orders by `OrderStatus` 9 complete, `*` cancelled, anything else open).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRules {
+    /// A date column that holds the due date (invoices), instead of terms (AR) or `DueDate`
+    /// (AP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_date_from: Option<String>,
+    /// AR credit notes fall overdue like invoices (default: never; a credit note owes the
+    /// customer).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub credit_notes_fall_overdue: bool,
+    /// Purchase orders: `OrderStatus` code → status label, for the codes listed (the others
+    /// keep the defaults). The label `open` marks an open order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub order_status: BTreeMap<String, String>,
+}
+
+impl StatusRules {
+    /// True when nothing is overridden.
+    pub fn is_default(&self) -> bool {
+        self == &StatusRules::default()
+    }
 }
 
 fn default_overlap() -> u32 {
     3
+}
+
+/// Where invoice terms come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TermsSource {
+    /// `terms_days` in the flows file.
+    #[default]
+    FlowsFile,
+    /// SYSPRO's `TblArTerms.DueDays`, read at every poll; `terms_days` overrides.
+    Syspro,
+}
+
+/// The rows an entity's first read takes. Rows left out are counted and reported, and come in
+/// later only if SYSPRO changes them after go-live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitialScope {
+    /// Every row: paid invoices too.
+    #[default]
+    All,
+    /// Rows with a balance.
+    Open,
+    /// Rows with a balance, and every row dated on or after `since`.
+    Since,
+}
+
+impl InitialScope {
+    /// The name in the flows file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InitialScope::All => "all",
+            InitialScope::Open => "open",
+            InitialScope::Since => "since",
+        }
+    }
+}
+
+/// How often the key sweep runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sweep {
+    /// At the first poll of each business date.
+    #[default]
+    Daily,
+    /// At every poll (small tables).
+    EveryPoll,
+    /// Never.
+    Off,
 }
 
 /// Change-detection strategy.

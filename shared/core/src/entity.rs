@@ -29,6 +29,9 @@ pub enum Entity {
     /// `PorMasterDetail`: purchase order lines. Read as a child table of `PorMasterHdr` (its
     /// value and receipt status), never polled on its own.
     PorMasterDetail,
+    /// `TblArTerms`: AR terms codes and their due days. Read as a reference table (the
+    /// invoices' due dates), never polled on its own.
+    TblArTerms,
 }
 
 /// Names of the fields the poll derives and adds to each record.
@@ -88,6 +91,7 @@ impl Entity {
             Entity::PorMasterHdr => "PorMasterHdr",
             Entity::GrnDetails => "GrnDetails",
             Entity::PorMasterDetail => "PorMasterDetail",
+            Entity::TblArTerms => "TblArTerms",
         }
     }
 
@@ -102,6 +106,7 @@ impl Entity {
             Entity::PorMasterHdr => &["PurchaseOrder"],
             Entity::GrnDetails => &["Grn", "GrnSource", "Journal", "JournalEntry"],
             Entity::PorMasterDetail => &["PurchaseOrder", "Line"],
+            Entity::TblArTerms => &["TermsCode"],
         }
     }
 
@@ -224,6 +229,7 @@ impl Entity {
                 "MLatestDueDate",
                 "TimeStamp",
             ],
+            Entity::TblArTerms => &["TermsCode", "Description", "DueDays", "TimeStamp"],
         }
     }
 
@@ -254,7 +260,7 @@ impl FromStr for Entity {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Entity::ALL
             .iter()
-            .chain(&[Entity::PorMasterDetail])
+            .chain(&[Entity::PorMasterDetail, Entity::TblArTerms])
             .copied()
             .find(|e| e.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| UnknownEntity(s.to_string()))

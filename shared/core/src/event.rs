@@ -275,6 +275,17 @@ impl RecordJson {
     }
 }
 
+/// The content hash a forced re-send (`resync`) carries: apart from the record's own hash, so
+/// a sink that already applied the content writes it again; the poll keeps the record's own
+/// hash as sent, so the next poll does not send it once more.
+pub fn resync_hash(hash: &str, poll_seq: u64) -> String {
+    let mut h = Sha256::new();
+    h.update(b"resync:");
+    h.update(poll_seq.to_be_bytes());
+    h.update(hash.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
 /// One change event already serialised as queue JSON, with what a batch's dedup id needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedEvent {

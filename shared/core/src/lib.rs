@@ -16,6 +16,7 @@
 //! - [`mapping`]: field mapping with small transforms, pure
 //! - [`money`]: decimals for money and quantities (never `f64`)
 //! - [`view`]: the fields a destination reads and the fingerprint of its mapping
+//! - [`preview`]: what a sync would do to one record (payload beside the destination's values)
 //! - [`invoice`]: status (open / overdue / paid), due date and aging, from one clock
 //! - [`clock`]: the one clock that tests and operators can set
 //! - [`secret`]: redacting secret wrapper and references
@@ -33,6 +34,7 @@ pub mod mapping;
 pub mod money;
 pub mod outcome;
 pub mod ports;
+pub mod preview;
 pub mod query;
 pub mod secret;
 pub mod state;

@@ -14,6 +14,7 @@ use crate::entity::Entity;
 use crate::error::{PortError, PortResult};
 use crate::event::{ChangeBatch, ChangeEvent, EncodedBatch};
 use crate::outcome::{RecordOutcome, SyncOutcome};
+use crate::preview::Preview;
 use crate::query::{PageCursor, SourcePage, SourceQuery};
 use crate::secret::{SecretRef, SecretString};
 use crate::state::{AppliedMark, LastSent, RecordState, SentMark, StateKey};
@@ -108,6 +109,11 @@ pub trait Sink: Send + Sync {
     /// Writes records. Returns exactly one outcome per input, in input order. The engine has
     /// already dropped records whose version was applied; sinks pack the rest as they can.
     async fn write(&self, batch: &[PendingWrite]) -> Result<Vec<RecordOutcome>, SinkError>;
+
+    /// What `write` would do with each record, without writing: the payload `write` builds
+    /// (through the same code), each field beside the destination's current value, and the
+    /// action. Reads the destination; writes nothing. Exactly one preview per input, in order.
+    async fn preview(&self, batch: &[PendingWrite]) -> Result<Vec<Preview>, SinkError>;
 }
 
 /// Watermarks and the per-flow poll lease.
@@ -203,6 +209,17 @@ pub trait RecordStateStore: Send + Sync {
 
     /// Keys of an entity that were open when last polled.
     async fn open_keys(&self, flow: &str, entity: Entity) -> PortResult<Vec<String>>;
+
+    /// Keys of an entity that were open when last polled and have a due date
+    /// ([`crate::state::SentMark::due`]), with it. Stores used only by sinks keep no due dates
+    /// and answer with none.
+    async fn calendar_keys(
+        &self,
+        _flow: &str,
+        _entity: Entity,
+    ) -> PortResult<Vec<(String, chrono::NaiveDate)>> {
+        Ok(Vec::new())
+    }
 }
 
 /// The append-only audit trail.

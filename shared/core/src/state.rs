@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditEntry;
@@ -77,6 +77,10 @@ pub struct SentMark {
     pub hash: String,
     /// Whether it was open.
     pub open: bool,
+    /// The due date of an open record whose status or aging moves with the calendar: a new
+    /// business date re-reads exactly the records it moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<NaiveDate>,
     /// When the poll that sent it ran.
     pub polled_at: DateTime<Utc>,
 }

@@ -85,6 +85,20 @@ impl DestinationView {
                 }
             }
         }
+        // Due dates come from terms: a terms change (in the flows file, or in SYSPRO's
+        // TblArTerms) changes what the destination sees of every invoice that reads them.
+        let reads_terms = [derived::DUE_DATE, derived::STATUS, derived::AGING]
+            .iter()
+            .any(|f| fields.contains(*f));
+        if ec.entity == Entity::ArInvoice && reads_terms {
+            shape["terms"] = json!({
+                "days": flow.syspro.terms_days,
+                "default": flow.syspro.default_due_days,
+            });
+        }
+        if !ec.status_rules.is_default() {
+            shape["status_rules"] = json!(ec.status_rules);
+        }
         let digest = Sha256::digest(shape.to_string().as_bytes());
         DestinationView {
             entity: ec.entity,

@@ -26,26 +26,85 @@ pub struct Watermark {
     /// whole entity once so every record reaches the destination in its new shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapping: Option<String>,
+    /// What the calendar, the key sweep and the initial scope need to remember.
+    #[serde(default, skip_serializing_if = "WatermarkNotes::is_empty")]
+    pub notes: WatermarkNotes,
 }
 
-/// A watermark's value with its mapping fingerprint beside it, as one JSON text (for stores
-/// that keep the value in one column).
+/// Facts about an entity's reads kept beside its watermark.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WatermarkNotes {
+    /// The business date of the last poll: on a new one, records whose visible status or
+    /// aging moves with the calendar are re-read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_date: Option<NaiveDate>,
+    /// The business date of the last key sweep (vanished records, restores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swept: Option<NaiveDate>,
+    /// Rows the last key sweep found: a table that shrinks below it is rescanned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swept_rows: Option<u64>,
+    /// The first read under an initial scope other than `all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go_live: Option<GoLive>,
+    /// A problem with the source data or the table that an operator should see (`status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<String>,
+}
+
+impl WatermarkNotes {
+    /// True when nothing is noted.
+    pub fn is_empty(&self) -> bool {
+        self == &WatermarkNotes::default()
+    }
+}
+
+/// The entity's first read under a narrower initial scope: rows it left out stay out until
+/// SYSPRO changes them after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoLive {
+    /// The business date of the first read.
+    pub date: NaiveDate,
+    /// The table's highest rowversion then (rows at or below it obey the scope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_version: Option<u64>,
+    /// Rows the scope left out.
+    pub out_of_scope: u64,
+}
+
+/// A watermark's value with its mapping fingerprint and notes beside it, as one JSON text
+/// (for stores that keep the value in one column).
 pub fn encode_value(wm: &Watermark) -> serde_json::Result<String> {
     let mut v = serde_json::to_value(&wm.value)?;
-    if let (Some(m), Some(obj)) = (&wm.mapping, v.as_object_mut()) {
-        obj.insert("mapping".into(), serde_json::Value::String(m.clone()));
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(m) = &wm.mapping {
+            obj.insert("mapping".into(), serde_json::Value::String(m.clone()));
+        }
+        if !wm.notes.is_empty() {
+            obj.insert("notes".into(), serde_json::to_value(&wm.notes)?);
+        }
     }
     serde_json::to_string(&v)
 }
 
-/// The inverse of [`encode_value`]; values stored before fingerprints existed have none.
-pub fn decode_value(text: &str) -> serde_json::Result<(WatermarkValue, Option<String>)> {
+/// The parts of a watermark [`encode_value`] keeps in one text.
+pub type EncodedParts = (WatermarkValue, Option<String>, WatermarkNotes);
+
+/// The inverse of [`encode_value`]; values stored before fingerprints or notes existed have
+/// none.
+pub fn decode_value(text: &str) -> serde_json::Result<EncodedParts> {
     let mut v: serde_json::Value = serde_json::from_str(text)?;
-    let mapping = v
-        .as_object_mut()
-        .and_then(|o| o.remove("mapping"))
-        .and_then(|m| m.as_str().map(str::to_string));
-    Ok((serde_json::from_value(v)?, mapping))
+    let obj = v.as_object_mut();
+    let (mapping, notes) = match obj {
+        Some(o) => (o.remove("mapping"), o.remove("notes")),
+        None => (None, None),
+    };
+    let mapping = mapping.and_then(|m| m.as_str().map(str::to_string));
+    let notes = match notes {
+        Some(n) => serde_json::from_value(n)?,
+        None => WatermarkNotes::default(),
+    };
+    Ok((serde_json::from_value(v)?, mapping, notes))
 }
 
 /// How far an entity was read.

@@ -48,6 +48,7 @@ async fn commits_reach_the_database_file_without_the_writer_checkpointing() {
             version: sv(7, Some(i)),
             hash: format!("{i:064x}"),
             open: true,
+            due: None,
             polled_at: t0(),
         })
         .collect();
@@ -79,6 +80,7 @@ async fn mark_sent_and_get_many_of_20k_in_one_call() {
             version: sv(7, Some(u64::MAX - i)),
             hash: format!("h{i}"),
             open: i % 2 == 0,
+            due: None,
             polled_at: t0(),
         })
         .collect();
@@ -251,6 +253,7 @@ fn reopening_keeps_data_and_schema() {
             version: sv(3, Some(9)),
             hash: "h".into(),
             open: true,
+            due: None,
             polled_at: t0(),
         }])
         .await
@@ -328,7 +331,12 @@ async fn version_1_files_get_the_lean_audit_indexes_and_failures_use_one() {
             |r| r.get(0),
         )
         .expect("version");
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+    let sent_columns: Vec<String> = raw
+        .prepare("SELECT name FROM pragma_table_info('mlc_sent')")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .expect("columns");
+    assert!(sent_columns.iter().any(|c| c == "due"), "{sent_columns:?}");
     let indexes: Vec<String> = raw
         .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'mlc_audit' ORDER BY name")
         .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())

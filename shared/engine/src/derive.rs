@@ -3,7 +3,7 @@
 //! the record's hash (and the destination) without any SYSPRO change.
 
 use chrono::NaiveDate;
-use mlc_core::config::FlowConfig;
+use mlc_core::config::{FlowConfig, StatusRules};
 use mlc_core::entity::derived;
 use mlc_core::invoice::{aging_bucket, due_from_terms, parse_business_date, status, DocumentKind};
 use mlc_core::money::{self, Decimal};
@@ -66,37 +66,53 @@ pub fn add_derived_for(
     today: NaiveDate,
 ) -> bool {
     record.insert(derived::KEY.into(), Value::String(key_id.to_string()));
+    let default_rules = StatusRules::default();
+    let rules = flow
+        .entity(entity)
+        .map_or(&default_rules, |e| &e.status_rules);
     let (balance, due, kind) = match entity {
         Entity::ArInvoice => {
             let balance = decimal(record, "InvoiceBal1");
-            let due = date(record, "InvoiceDate").map(|d| {
-                let days = text(record, "TermsCode")
-                    .and_then(|t| flow.syspro.terms_days.get(t.trim()))
-                    .copied()
-                    .unwrap_or(flow.syspro.default_due_days);
-                due_from_terms(d, days)
-            });
-            let kind = DocumentKind::from_document_type(text(record, "DocumentType"));
+            let due = match &rules.due_date_from {
+                Some(col) => date(record, col),
+                None => date(record, "InvoiceDate").map(|d| {
+                    let days = text(record, "TermsCode")
+                        .and_then(|t| flow.syspro.terms_days.get(t.trim()))
+                        .copied()
+                        .unwrap_or(flow.syspro.default_due_days);
+                    due_from_terms(d, days)
+                }),
+            };
+            let kind = if rules.credit_notes_fall_overdue {
+                DocumentKind::Debit
+            } else {
+                DocumentKind::from_document_type(text(record, "DocumentType"))
+            };
             (balance, due, kind)
         }
         Entity::ApInvoice => (
             decimal(record, "MthInvBal1"),
-            date(record, "DueDate"),
+            date(record, rules.due_date_from.as_deref().unwrap_or("DueDate")),
             DocumentKind::Debit,
         ),
         Entity::PorMasterHdr => {
             let st = text(record, "OrderStatus").map(str::trim).unwrap_or("");
-            let label = match st {
-                "9" => "complete",
-                "*" => "cancelled",
-                "" => "unknown",
-                _ => "open",
+            let label = match rules.order_status.get(st) {
+                Some(l) => l.clone(),
+                None => match st {
+                    "9" => "complete",
+                    "*" => "cancelled",
+                    "" => "unknown",
+                    _ => "open",
+                }
+                .to_string(),
             };
-            record.insert(derived::STATUS.into(), Value::String(label.into()));
+            let open = label == "open";
+            record.insert(derived::STATUS.into(), Value::String(label));
             if let Some(d) = date(record, "OrderDueDate") {
                 record.insert(derived::DUE_DATE.into(), Value::String(iso_date(d)));
             }
-            return label == "open";
+            return open;
         }
         _ => return false,
     };
@@ -156,6 +172,40 @@ pub fn derivation_inputs(entity: Entity) -> &'static [&'static str] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn po_flow(order_status: &str) -> FlowConfig {
+        let toml = format!(
+            r#"
+id = "po"
+destination = {{ kind = "monday", token = "env:T" }}
+syspro = {{ base_url = "http://127.0.0.1:1", company = "A", operator = "O", password = "env:P" }}
+[[entities]]
+entity = "PorMasterHdr"
+change_detection = "rowversion"
+status_rules = {{ order_status = {{ {order_status} }} }}
+"#
+        );
+        toml::from_str(&toml).expect("flow")
+    }
+
+    #[test]
+    fn order_status_codes_follow_the_flow_then_the_defaults() {
+        let flow = po_flow(r#""4" = "partly received", "S" = "open""#);
+        let day = NaiveDate::from_ymd_opt(2026, 12, 7).expect("date");
+        for (code, label, open) in [
+            ("4", "partly received", false),
+            ("S", "open", true),
+            ("9", "complete", false),
+            ("1", "open", true),
+            ("*", "cancelled", false),
+        ] {
+            let mut r = Record::new();
+            r.insert("OrderStatus".into(), Value::String(format!("{code} ")));
+            let got = add_derived_for(&flow, Entity::PorMasterHdr, "P1", &mut r, day);
+            assert_eq!(r[derived::STATUS], Value::String(label.into()), "{code}");
+            assert_eq!(got, open, "{code}");
+        }
+    }
 
     #[test]
     fn iso_dates_match_chrono() {

@@ -33,10 +33,36 @@ pub enum EngineError {
         #[source]
         source: SinkError,
     },
+    /// SYSPRO holds data the flow cannot work with (a reference table row, say).
+    #[error("flow {flow}: {message}")]
+    SourceData {
+        /// The flow.
+        flow: String,
+        /// What, where and why.
+        message: String,
+    },
     /// The flow is not configured.
     #[error("unknown flow {0:?}")]
     UnknownFlow(String),
     /// Another poll holds the flow's lease.
     #[error("flow {0}: another poll holds the lease")]
     LeaseHeld(String),
+    /// The flow does not sync this entity (`preview --entity`).
+    #[error("flow {flow} does not sync entity {entity}")]
+    UnknownEntity {
+        /// The flow.
+        flow: String,
+        /// The entity asked for.
+        entity: String,
+    },
+    /// SYSPRO has no record with this key (`preview`).
+    #[error("flow {flow}: SYSPRO has no {entity} record with key {key:?}")]
+    RecordNotFound {
+        /// The flow.
+        flow: String,
+        /// The entities looked in, each with the form of its key.
+        entity: String,
+        /// The key as given.
+        key: String,
+    },
 }

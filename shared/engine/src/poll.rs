@@ -8,25 +8,29 @@
 //! re-polls the same window; the queue's dedup ids and the sinks' version checks absorb the
 //! repeats.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
-use mlc_core::config::{ChangeDetection, EntityConfig};
+use chrono::{DateTime, NaiveDate, Utc};
+use mlc_core::config::{ChangeDetection, EntityConfig, Sweep};
 use mlc_core::entity::derived;
-use mlc_core::event::{BatchPacker, EventEncoder, RecordJson};
-use mlc_core::ports::{Source, SourceError};
-use mlc_core::query::{Filter, Literal, Op, PageCursor, SourcePage, SourceQuery};
+use mlc_core::event::{resync_hash, BatchPacker, EventEncoder, RecordJson};
+use mlc_core::ports::Source;
 use mlc_core::state::{LastSent, SentMark, StateKey};
 use mlc_core::view::DestinationView;
+use mlc_core::watermark::{GoLive, WatermarkNotes};
 use mlc_core::{Entity, Lease, Record, SourceVersion, Watermark, WatermarkValue};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::children;
-use crate::derive::{add_derived_for, balance_field, derivation_inputs, record_key};
-use crate::error::{EngineError, Result};
+use crate::derive::{add_derived_for, record_key};
+use crate::error::Result;
+use crate::plan::{change_filter, next_value, ReadPlan, Tally};
+use crate::quality::{check_row, BadRow};
+use crate::read::EntityReader;
 use crate::runtime::FlowRuntime;
+use crate::scope::scope_filters;
+use crate::{calendar, children};
 
 /// Events in sealed queue batches that trigger a flush (send, then record as sent): with the
 /// open batch, what a poll buffers for the queue is about this many events' JSON (≈ 0.7 MB),
@@ -35,12 +39,6 @@ const FLUSH_EVENTS: usize = 1_000;
 /// Rows serialised, hashed and checked against record state together: one state read per
 /// chunk, and a chunk's serialised rows are all that waits for that read.
 const STAGE_CHUNK: usize = 1_000;
-/// Keys fetched per by-key query (vanished open items, master lookups).
-const KEYS_PER_QUERY: usize = 50;
-
-/// Master records read during one poll: per master entity, per key identity, the looked-up
-/// columns' values (nulls for a key SYSPRO does not have).
-type LookupCache = HashMap<Entity, HashMap<String, Vec<Value>>>;
 
 /// What one poll did, per entity.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -79,13 +77,38 @@ pub struct EntityPollReport {
     pub unchanged: usize,
     /// Queue messages sent.
     pub messages: usize,
+    /// Rows that cannot be synced as SYSPRO holds them (recorded as source-data errors).
+    pub source_errors: usize,
+    /// Rows the initial scope left out (first read only).
+    pub out_of_scope: usize,
+    /// Records re-read because the business date moved their status or aging.
+    pub calendar: usize,
+    /// Records found gone from SYSPRO (marked removed at the destination).
+    pub removed: usize,
 }
 
 /// Options of one poll.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PollOptions {
     /// Read and compare only: send nothing, record nothing, keep the watermark.
     pub dry_run: bool,
+    /// Re-send records whatever was sent before (`ml-connector resync`).
+    pub resync: Option<Resync>,
+}
+
+/// What a forced re-send covers: one entity or every entity of the flow, one key or all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resync {
+    /// The entity; `None` for all of the flow's.
+    pub entity: Option<Entity>,
+    /// The key identity (parts joined by `|`); `None` for every record.
+    pub key: Option<String>,
+}
+
+impl Resync {
+    fn covers(&self, entity: Entity) -> bool {
+        self.entity.is_none_or(|e| e == entity)
+    }
 }
 
 /// Polls one flow once. `owner` names this poller in the lease (process id, Lambda request id).
@@ -114,34 +137,51 @@ pub async fn poll_flow_with(
             ..Default::default()
         });
     };
+    let effective = match crate::terms::effective_flow(&rt.flow, source).await {
+        Ok(f) => f,
+        Err(e) => {
+            release(rt, &lease, false).await;
+            return Err(e);
+        }
+    };
     let mut poll = PollRun {
         rt,
+        flow: effective,
         source,
         polled_at: now,
         today: rt.clock.today(flow.tz()),
         dry_run: opts.dry_run,
+        resync: opts.resync.clone(),
         encoder: EventEncoder::new(&flow.id, &lease.poll_id(), now),
         lease,
     };
     let result = poll.run().await;
     let finished = result.is_ok() && !opts.dry_run;
+    release(rt, &poll.lease, finished).await;
+    result
+}
+
+/// Releases the lease; a failure only means it lapses at its expiry.
+async fn release(rt: &FlowRuntime, lease: &Lease, finished: bool) {
     if let Err(e) = rt
         .watermarks
-        .release_lease(&poll.lease, finished, rt.clock.now())
+        .release_lease(lease, finished, rt.clock.now())
         .await
     {
-        warn!(flow = %flow.id, error = %e, "releasing the lease failed; it lapses at its expiry");
+        warn!(flow = %rt.flow.id, error = %e, "releasing the lease failed; it lapses at its expiry");
     }
-    result
 }
 
 struct PollRun<'a> {
     rt: &'a FlowRuntime,
+    /// The flow as this poll derives it (terms from SYSPRO when configured).
+    flow: std::sync::Arc<mlc_core::FlowConfig>,
     source: &'a dyn Source,
     lease: Lease,
     polled_at: DateTime<Utc>,
     today: NaiveDate,
     dry_run: bool,
+    resync: Option<Resync>,
     encoder: EventEncoder,
 }
 
@@ -149,28 +189,32 @@ struct PollRun<'a> {
 /// sent mark.
 type Pending = BatchPacker<SentMark>;
 
+/// What one call of [`PollRun::stage_rows`] found besides the events it staged.
+#[derive(Default)]
+struct Staged {
+    /// Identities of the rows staged.
+    keys: Vec<String>,
+    /// Those that are open.
+    open: Vec<String>,
+}
+
 impl PollRun<'_> {
     async fn run(&mut self) -> Result<PollReport> {
-        let flow = self.rt.flow.clone();
+        let flow = self.flow.clone();
         let mut report = PollReport {
             flow: flow.id.clone(),
             poll_id: self.lease.poll_id(),
             ..Default::default()
         };
         for ec in &flow.entities {
+            if self.resync.as_ref().is_some_and(|r| !r.covers(ec.entity)) {
+                continue;
+            }
             let r = self.poll_entity(ec).await?;
             info!(flow = %flow.id, entity = %ec.entity, rows = r.rows_read, queued = r.queued, "entity polled");
             report.entities.push(r);
         }
         Ok(report)
-    }
-
-    fn source_err(&self, entity: Entity, source: SourceError) -> EngineError {
-        EngineError::Source {
-            flow: self.rt.flow.id.clone(),
-            entity: entity.to_string(),
-            source,
-        }
     }
 
     async fn renew_if_due(&mut self) -> Result<()> {
@@ -186,155 +230,105 @@ impl PollRun<'_> {
         Ok(())
     }
 
-    /// Columns to read: keys, the columns the destination reads, derivation inputs, the date
-    /// field and `TimeStamp`. Any column the server has may be named (the reader checks them
-    /// against `$metadata`).
-    fn select(ec: &EntityConfig, view: &DestinationView, with_rowversion: bool) -> Vec<String> {
-        let entity = ec.entity;
-        let mut set: BTreeSet<String> = entity.key_fields().iter().map(|s| s.to_string()).collect();
-        set.extend(view.columns().map(str::to_string));
-        set.extend(derivation_inputs(entity).iter().map(|f| f.to_string()));
-        if let Some(d) = &ec.date_field {
-            set.insert(d.clone());
+    /// The strategy this entity is read with, and whether the server exposes `TimeStamp`.
+    async fn strategy(
+        &self,
+        reader: &EntityReader<'_>,
+        ec: &EntityConfig,
+    ) -> Result<(ChangeDetection, bool)> {
+        if ec.change_detection != ChangeDetection::Rowversion {
+            return Ok((ec.change_detection, false));
         }
-        if with_rowversion {
-            set.insert("TimeStamp".into());
+        let has_rv = self
+            .source
+            .has_row_version(ec.entity)
+            .await
+            .map_err(|e| reader.source_err(ec.entity, e))?;
+        if has_rv {
+            Ok((ChangeDetection::Rowversion, true))
+        } else {
+            warn!(flow = %self.flow.id, entity = %ec.entity, "no TimeStamp column exposed: falling back to a hash-diffed full scan");
+            Ok((ChangeDetection::FullScan, false))
         }
-        set.into_iter().collect()
-    }
-
-    /// Master-record lookups the destination reads (`Customer.Name`,
-    /// `Supplier.SupplierName`): (master entity, key column on the row, master columns).
-    fn lookups(view: &DestinationView) -> Vec<(Entity, &'static str, Vec<String>)> {
-        let mut out: Vec<(Entity, &'static str, Vec<String>)> = Vec::new();
-        for (prefix, col) in view.lookups() {
-            let (master, key_col) = match prefix {
-                "Customer" if view.entity != Entity::ArCustomer => (Entity::ArCustomer, "Customer"),
-                "Supplier" if view.entity != Entity::ApSupplier => (Entity::ApSupplier, "Supplier"),
-                _ => continue,
-            };
-            match out.iter_mut().find(|(m, ..)| *m == master) {
-                Some((_, _, cols)) if !cols.iter().any(|c| c == col) => cols.push(col.to_string()),
-                Some(_) => {}
-                None => out.push((master, key_col, vec![col.to_string()])),
-            }
-        }
-        out
     }
 
     async fn poll_entity(&mut self, ec: &EntityConfig) -> Result<EntityPollReport> {
         let entity = ec.entity;
-        let flow_id = self.rt.flow.id.clone();
+        let flow_cfg = self.flow.clone();
         let mut report = EntityPollReport {
             entity: entity.to_string(),
             ..Default::default()
         };
-        let stored = self.rt.watermarks.load(&flow_id, entity).await?;
+        let stored = self.rt.watermarks.load(&flow_cfg.id, entity).await?;
+        let probe = EntityReader::new(&flow_cfg, self.source, ec, false);
+        let (strategy, has_rv) = self.strategy(&probe, ec).await?;
+        drop(probe);
+        let mut reader = EntityReader::new(&flow_cfg, self.source, ec, has_rv);
+        let view = reader.view.clone();
         let mark = stored
             .as_ref()
             .map(|w| w.value.clone())
             .unwrap_or(WatermarkValue::Empty);
-
-        let mut strategy = ec.change_detection;
-        let has_rv = if strategy == ChangeDetection::Rowversion {
-            self.source
-                .has_row_version(entity)
-                .await
-                .map_err(|e| self.source_err(entity, e))?
-        } else {
-            false
-        };
-        if strategy == ChangeDetection::Rowversion && !has_rv {
-            warn!(flow = %flow_id, entity = %entity, "no TimeStamp column exposed: falling back to a hash-diffed full scan");
-            strategy = ChangeDetection::FullScan;
+        let mut notes = stored.as_ref().map(|w| w.notes.clone()).unwrap_or_default();
+        let forced = self.resync.clone().filter(|r| r.covers(entity));
+        let mut pending: Pending = BatchPacker::new(
+            &flow_cfg.id,
+            &flow_cfg.stream_for(entity),
+            self.rt.settings.max_message_bytes,
+            self.rt.settings.max_batch_records,
+        );
+        if let Some(key) = forced.as_ref().and_then(|r| r.key.clone()) {
+            // One record, re-sent as SYSPRO has it now; the watermark stays where it is.
+            self.read_keys(&mut reader, &[key], &mut pending, &mut report, true)
+                .await?;
+            pending.seal();
+            self.flush(&mut pending, &mut report).await?;
+            return Ok(report);
         }
 
-        let view = DestinationView::of(&self.rt.flow, ec);
         // A mapping the entity was not read under yet: read it whole once, so every record
         // (not only the ones SYSPRO changes next) reaches the destination in its new shape.
         let remapped = stored
             .as_ref()
             .is_some_and(|w| w.mapping.as_deref() != Some(view.fingerprint.as_str()));
         if remapped {
-            info!(flow = %flow_id, entity = %entity, "mapping changed since the last poll: reading the whole entity once");
+            info!(flow = %flow_cfg.id, entity = %entity, "mapping changed since the last poll: reading the whole entity once");
         }
-        let filter = match (strategy, &mark) {
-            _ if remapped => None,
-            (ChangeDetection::Rowversion, WatermarkValue::RowVersion(rv)) => {
-                Some(Filter::cmp("TimeStamp", Op::Gt, Literal::RowVersion(*rv)))
+        let mut sweep = None;
+        if self.sweep_due(ec, strategy, &notes) && !self.dry_run {
+            let found = self.sweep(&mut reader, has_rv).await?;
+            notes.swept = Some(self.today);
+            if let Some(alert) = found.alert(&mark, notes.swept_rows) {
+                warn!(flow = %flow_cfg.id, entity = %entity, "{alert}");
+                notes.alert = Some(alert);
+                sweep = Some((found, true));
+            } else {
+                sweep = Some((found, false));
             }
-            (ChangeDetection::Rowversion, WatermarkValue::RowVersionLagged { bound, .. }) => Some(
-                Filter::cmp("TimeStamp", Op::Gt, Literal::RowVersion(*bound)),
-            ),
-            (ChangeDetection::DateWindow, WatermarkValue::Date(d)) => {
-                let from = d
-                    .checked_sub_days(Days::new(u64::from(ec.overlap_days)))
-                    .unwrap_or(*d);
-                let field = ec.date_field.clone().unwrap_or_default();
-                Some(Filter::cmp(field, Op::Ge, Literal::Date(from)))
-            }
-            (ChangeDetection::OpenItems, _) => {
-                balance_field(entity).map(|f| Filter::cmp(f, Op::Ne, Literal::Num(0.0)))
-            }
-            _ => None,
+            notes.swept_rows = sweep.as_ref().map(|(f, _)| f.rows);
+        }
+        let rescan = sweep.as_ref().is_some_and(|(_, restored)| *restored);
+        let go_live = notes.go_live.clone();
+        let plan = ReadPlan {
+            ec,
+            strategy,
+            mark: &mark,
+            whole: remapped || rescan || forced.is_some(),
+            scope: scope_filters(ec),
+            go_live: go_live.as_ref(),
+            today: self.today,
         };
+        let first = plan.first();
+        let query = reader.query(change_filter(&plan));
+        let force = forced.is_some();
 
-        let query = SourceQuery {
-            entity,
-            fields: Self::select(ec, &view, has_rv),
-            filter,
-            page_size: self.rt.flow.syspro.page_size,
-        };
-        let lookups = Self::lookups(&view);
-        let mut names: LookupCache = HashMap::new();
-
-        let mut max_rv: Option<u64> = None;
-        let mut max_date: Option<NaiveDate> = None;
-        let mut seen_open: HashSet<String> = HashSet::new();
-        let track_vanished = strategy == ChangeDetection::OpenItems;
-        // Rowversion polls also ask the child tables what changed since the same bound.
-        let child_bound = match (strategy, &mark) {
-            _ if remapped || children::child_tables(&view).is_empty() => None,
-            (ChangeDetection::Rowversion, WatermarkValue::RowVersionLagged { bound, .. }) => {
-                Some(*bound)
-            }
-            (ChangeDetection::Rowversion, WatermarkValue::RowVersion(rv)) => Some(*rv),
-            _ => None,
-        };
-        let mut seen_parents: HashSet<String> = HashSet::new();
-
-        let mut pending: Pending = BatchPacker::new(
-            &flow_id,
-            &self.rt.flow.stream_for(entity),
-            self.rt.settings.max_message_bytes,
-            self.rt.settings.max_batch_records,
-        );
+        let mut tally = Tally::default();
         self.renew_if_due().await?;
-        let mut page = self
-            .read_with_lookups(&query, None, &lookups, &view, &mut names)
-            .await?;
+        let mut page = reader.page(&query, None).await?;
         loop {
             report.rows_read += page.rows.len();
             let rows = std::mem::take(&mut page.rows);
-            for row in &rows {
-                if child_bound.is_some() {
-                    seen_parents.extend(record_key(entity, row).map(|k| k.id()));
-                }
-                if let Some(Value::Number(n)) = row.get("TimeStamp") {
-                    if let Some(v) = n.as_u64() {
-                        max_rv = Some(max_rv.map_or(v, |m| m.max(v)));
-                    }
-                }
-                if let (ChangeDetection::DateWindow, Some(df)) = (strategy, &ec.date_field) {
-                    if let Some(d) = row
-                        .get(df)
-                        .and_then(Value::as_str)
-                        .and_then(mlc_core::invoice::parse_business_date)
-                    {
-                        max_date = Some(max_date.map_or(d, |m| m.max(d)));
-                    }
-                }
-            }
+            tally.observe(ec, strategy, &rows, self.today);
             self.renew_if_due().await?;
             // SYSPRO produces the next page, and answers its master lookups, while this one is
             // hashed, serialised and written: the two overlap instead of taking turns. Only the
@@ -342,14 +336,12 @@ impl PollRun<'_> {
             // calls at once.
             let next = page.next.take();
             let this = &*self;
-            let names = &mut names;
+            let reader = &mut reader;
             let fetch = async {
                 let Some(cursor) = &next else {
                     return Ok(None);
                 };
-                this.read_with_lookups(&query, Some(cursor), &lookups, &view, names)
-                    .await
-                    .map(Some)
+                reader.page(&query, Some(cursor)).await.map(Some)
             };
             let work = async {
                 // The request for the next page is only queued when `fetch` is first polled:
@@ -357,78 +349,79 @@ impl PollRun<'_> {
                 // the CPU-bound staging, or SYSPRO would hear of the request only at the first
                 // store call, half a page later, and the overlap would be lost.
                 tokio::task::yield_now().await;
-                let keys = this
-                    .stage_rows(&view, rows, &mut pending, &mut report)
+                let mut r = EntityPollReport::default();
+                let staged = this
+                    .stage_rows(ec, &view, rows, &mut pending, &mut r, force)
                     .await?;
-                Ok::<_, EngineError>(keys)
+                Ok::<_, crate::EngineError>((staged, r))
             };
-            let (fetched, keys) = tokio::join!(fetch, work);
-            let keys = keys?;
-            if track_vanished {
-                seen_open.extend(keys);
-            }
+            let (fetched, staged) = tokio::join!(fetch, work);
+            let (staged, r) = staged?;
+            report.absorb(r);
+            tally.seen.extend(staged.keys);
+            tally.open.extend(staged.open);
             match fetched? {
                 Some(p) => page = p,
                 None => break,
             }
         }
 
-        if track_vanished {
-            // Keys open last time and absent now were paid, reversed or deleted: fetch them by key.
-            let previously_open = self.rt.state.open_keys(&flow_id, entity).await?;
-            let vanished: Vec<String> = previously_open
-                .into_iter()
-                .filter(|k| !seen_open.contains(k))
-                .collect();
-            for chunk in vanished.chunks(KEYS_PER_QUERY) {
-                let found = self
-                    .read_keys(
-                        &query,
-                        chunk,
-                        &lookups,
-                        &view,
-                        &mut names,
-                        &mut pending,
-                        &mut report,
-                    )
+        if first && !self.dry_run {
+            if let Some(scope) = &plan.scope {
+                let left = self
+                    .count_left_out(&mut reader, scope.leave.clone(), has_rv)
                     .await?;
-                // Gone from SYSPRO altogether: the destination record is marked, never deleted.
-                let removed: Vec<Record> = chunk
-                    .iter()
-                    .filter(|k| !found.contains(*k))
-                    .map(|k| removed_record(entity, k))
-                    .collect();
-                if !removed.is_empty() {
-                    self.stage_rows(&view, removed, &mut pending, &mut report)
-                        .await?;
-                }
+                report.out_of_scope = left.rows as usize;
+                notes.go_live = Some(GoLive {
+                    date: self.today,
+                    row_version: tally.max_rv.max(left.max_rv),
+                    out_of_scope: left.rows,
+                });
+                info!(flow = %flow_cfg.id, entity = %entity, rows = left.rows, scope = ec.initial_scope.as_str(), "rows left out by the initial scope");
             }
         }
-        if let Some(bound) = child_bound {
+        if strategy == ChangeDetection::OpenItems {
+            // Keys open last time and absent now were paid, reversed or deleted.
+            let previously_open = self.rt.state.open_keys(&flow_cfg.id, entity).await?;
+            let vanished: Vec<String> = previously_open
+                .into_iter()
+                .filter(|k| !tally.open.contains(k))
+                .collect();
+            self.confirm_vanished(&mut reader, &vanished, &mut pending, &mut report)
+                .await?;
+        }
+        if let Some((found, _)) = &sweep {
+            let previously_open = self.rt.state.open_keys(&flow_cfg.id, entity).await?;
+            let vanished: Vec<String> = previously_open
+                .into_iter()
+                .filter(|k| !found.keys.contains(k) && !tally.seen.contains(k))
+                .collect();
+            self.confirm_vanished(&mut reader, &vanished, &mut pending, &mut report)
+                .await?;
+        }
+        if let Some(bound) = plan.child_bound(children::child_tables(&view).is_empty()) {
             // A line or GRN changed under a purchase order SYSPRO did not touch: re-read it.
             let (parents, child_rv) =
                 children::changed_parents(self.source, &view, bound, query.page_size)
                     .await
-                    .map_err(|e| self.source_err(entity, e))?;
-            if let Some(v) = child_rv {
-                max_rv = Some(max_rv.map_or(v, |m| m.max(v)));
-            }
+                    .map_err(|e| reader.source_err(entity, e))?;
+            tally.max_rv = tally.max_rv.max(child_rv);
             let todo: Vec<String> = parents
                 .into_iter()
-                .filter(|p| !seen_parents.contains(p))
+                .filter(|p| !tally.seen.contains(p))
                 .collect();
-            for chunk in todo.chunks(KEYS_PER_QUERY) {
-                self.read_keys(
-                    &query,
-                    chunk,
-                    &lookups,
-                    &view,
-                    &mut names,
-                    &mut pending,
-                    &mut report,
-                )
+            self.read_keys(&mut reader, &todo, &mut pending, &mut report, false)
                 .await?;
-            }
+        }
+        if !first && !plan.reads_every_open_row() && calendar::visible(&view) {
+            self.calendar_pass(
+                &mut reader,
+                notes.business_date,
+                &tally.seen,
+                &mut pending,
+                &mut report,
+            )
+            .await?;
         }
         pending.seal();
         self.flush(&mut pending, &mut report).await?;
@@ -437,83 +430,71 @@ impl PollRun<'_> {
         }
 
         // Only now, with every batch accepted by the queue, does the watermark move.
-        let value = match strategy {
-            ChangeDetection::Rowversion => {
-                let prev_seen = match &mark {
-                    WatermarkValue::RowVersionLagged { seen, .. } => Some(*seen),
-                    WatermarkValue::RowVersion(v) => Some(*v),
-                    _ => None,
-                };
-                let seen = max_rv.max(prev_seen).unwrap_or(0);
-                // Filter next time on the previous poll's high mark (see RowVersionLagged).
-                let bound = prev_seen.unwrap_or(0).min(seen);
-                WatermarkValue::RowVersionLagged { bound, seen }
-            }
-            ChangeDetection::DateWindow => {
-                let prev = match &mark {
-                    WatermarkValue::Date(d) => Some(*d),
-                    _ => None,
-                };
-                match max_date.max(prev) {
-                    Some(d) => WatermarkValue::Date(d),
-                    None => WatermarkValue::Empty,
-                }
-            }
-            ChangeDetection::OpenItems | ChangeDetection::FullScan => {
-                WatermarkValue::Rescanned(self.today)
-            }
-        };
+        if let Some(alert) = tally.future_alert(ec) {
+            warn!(flow = %flow_cfg.id, entity = %entity, "{alert}");
+            notes.alert = Some(alert);
+        }
+        notes.business_date = Some(self.today);
         let wm = Watermark {
-            flow: flow_id.clone(),
+            flow: flow_cfg.id.clone(),
             entity,
-            value,
+            value: next_value(strategy, &mark, &tally, rescan, self.today),
             version: stored.map(|w| w.version).unwrap_or(0) + 1,
             poll_id: self.lease.poll_id(),
             updated_at: self.rt.clock.now(),
             mapping: Some(view.fingerprint.clone()),
+            notes,
         };
         self.rt.watermarks.save(&wm).await?;
         Ok(report)
     }
 
-    /// Reads the rows of `keys` (identities) with `query`'s columns and stages them; returns
-    /// the identities SYSPRO still has.
-    #[allow(clippy::too_many_arguments)]
-    async fn read_keys(
+    /// The key sweep runs for rowversion and date-window entities, at its cadence.
+    fn sweep_due(
         &self,
-        query: &SourceQuery,
-        keys: &[String],
-        lookups: &[(Entity, &'static str, Vec<String>)],
-        view: &DestinationView,
-        names: &mut LookupCache,
-        pending: &mut Pending,
-        report: &mut EntityPollReport,
-    ) -> Result<HashSet<String>> {
-        let entity = query.entity;
-        let parts: Vec<Vec<String>> = keys
-            .iter()
-            .map(|k| k.split('|').map(str::to_string).collect())
-            .collect();
-        let by_key = SourceQuery {
-            entity,
-            fields: query.fields.clone(),
-            filter: Some(Filter::keys(entity, &parts)),
-            page_size: query.page_size,
-        };
-        let mut found: HashSet<String> = HashSet::new();
+        ec: &EntityConfig,
+        strategy: ChangeDetection,
+        notes: &WatermarkNotes,
+    ) -> bool {
+        let applies = matches!(
+            strategy,
+            ChangeDetection::Rowversion | ChangeDetection::DateWindow
+        );
+        applies
+            && match ec.sweep {
+                Sweep::Off => false,
+                Sweep::EveryPoll => true,
+                Sweep::Daily => notes.swept.is_none_or(|d| d < self.today),
+            }
+    }
+
+    /// Reads the key columns (and `TimeStamp`) of every row: what SYSPRO has, its highest
+    /// rowversion and its row count.
+    async fn sweep(&mut self, reader: &mut EntityReader<'_>, has_rv: bool) -> Result<SweepFound> {
+        let entity = reader.entity();
+        let mut q = reader.query(None);
+        q.fields = entity.key_fields().iter().map(|f| f.to_string()).collect();
+        if has_rv {
+            q.fields.push("TimeStamp".into());
+        }
+        let mut found = SweepFound::default();
         let mut cursor = None;
         loop {
+            self.renew_if_due().await?;
             let page = self
-                .read_with_lookups(&by_key, cursor.as_ref(), lookups, view, names)
-                .await?;
-            report.rows_read += page.rows.len();
-            found.extend(
-                page.rows
-                    .iter()
-                    .filter_map(|r| record_key(entity, r))
-                    .map(|k| k.id()),
-            );
-            self.stage_rows(view, page.rows, pending, report).await?;
+                .source
+                .read_page(&q, cursor.as_ref())
+                .await
+                .map_err(|e| reader.source_err(entity, e))?;
+            for row in &page.rows {
+                found.rows += 1;
+                if let Some(v) = row.get("TimeStamp").and_then(Value::as_u64) {
+                    found.max_rv = Some(found.max_rv.map_or(v, |m| m.max(v)));
+                }
+                if let Some(k) = record_key(entity, row) {
+                    found.keys.insert(k.id());
+                }
+            }
             match page.next {
                 Some(n) => cursor = Some(n),
                 None => return Ok(found),
@@ -521,118 +502,156 @@ impl PollRun<'_> {
         }
     }
 
-    /// One page of `query`, its master lookups filled.
-    async fn read_with_lookups(
-        &self,
-        query: &SourceQuery,
-        cursor: Option<&PageCursor>,
-        lookups: &[(Entity, &'static str, Vec<String>)],
-        view: &DestinationView,
-        cache: &mut LookupCache,
-    ) -> Result<SourcePage> {
-        let mut page = self
-            .source
-            .read_page(query, cursor)
-            .await
-            .map_err(|e| self.source_err(query.entity, e))?;
-        for l in lookups {
-            self.fill_lookups(l, &mut page.rows, cache).await?;
+    /// Counts the rows the initial scope leaves out (key columns only) and their highest
+    /// rowversion.
+    async fn count_left_out(
+        &mut self,
+        reader: &mut EntityReader<'_>,
+        leave: mlc_core::query::Filter,
+        has_rv: bool,
+    ) -> Result<SweepFound> {
+        let entity = reader.entity();
+        let mut q = reader.query(Some(leave));
+        q.fields = entity.key_fields().iter().map(|f| f.to_string()).collect();
+        if has_rv {
+            q.fields.push("TimeStamp".into());
         }
-        children::fill(self.source, view, &mut page.rows, query.page_size)
-            .await
-            .map_err(|e| self.source_err(query.entity, e))?;
-        Ok(page)
+        let mut found = SweepFound::default();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .source
+                .read_page(&q, cursor.as_ref())
+                .await
+                .map_err(|e| reader.source_err(entity, e))?;
+            for row in &page.rows {
+                found.rows += 1;
+                if let Some(v) = row.get("TimeStamp").and_then(Value::as_u64) {
+                    found.max_rv = Some(found.max_rv.map_or(v, |m| m.max(v)));
+                }
+            }
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(found),
+            }
+        }
     }
 
-    /// Fills `Master.Column` fields of rows from their master records, one query per 50 keys,
-    /// cached for the whole poll (the values trimmed once, when cached).
-    async fn fill_lookups(
-        &self,
-        (master, key_col, cols): &(Entity, &'static str, Vec<String>),
-        rows: &mut [Record],
-        cache: &mut LookupCache,
+    /// Re-reads, by key, the open records whose visible status or aging the business date
+    /// moved since the last poll (and that this poll has not read already).
+    async fn calendar_pass(
+        &mut self,
+        reader: &mut EntityReader<'_>,
+        last_day: Option<NaiveDate>,
+        seen: &HashSet<String>,
+        pending: &mut Pending,
+        report: &mut EntityPollReport,
     ) -> Result<()> {
-        let prefix = *key_col;
-        let known = cache.entry(*master).or_default();
-        let missing: BTreeSet<String> = rows
-            .iter()
-            .filter_map(|r| r.get(prefix).and_then(Value::as_str))
-            .map(str::trim_end)
-            .filter(|c| !known.contains_key(*c))
-            .map(str::to_string)
+        let Some(last_day) = last_day.filter(|d| *d != self.today) else {
+            return Ok(());
+        };
+        let entity = reader.entity();
+        let keys: Vec<String> = self
+            .rt
+            .state
+            .calendar_keys(&self.flow.id, entity)
+            .await?
+            .into_iter()
+            .filter(|(k, due)| !seen.contains(k) && calendar::moved(*due, last_day, self.today))
+            .map(|(k, _)| k)
             .collect();
-        let missing: Vec<String> = missing.into_iter().collect();
-        let mut fields: Vec<String> = vec![prefix.to_string()];
-        fields.extend(cols.iter().cloned());
-        for chunk in missing.chunks(KEYS_PER_QUERY) {
-            let parts: Vec<Vec<String>> = chunk.iter().map(|c| vec![c.clone()]).collect();
-            let q = SourceQuery {
-                entity: *master,
-                fields: fields.clone(),
-                filter: Some(Filter::keys(*master, &parts)),
-                page_size: self.rt.flow.syspro.page_size,
-            };
-            let mut cursor = None;
-            loop {
-                let page = self
-                    .source
-                    .read_page(&q, cursor.as_ref())
-                    .await
-                    .map_err(|e| self.source_err(*master, e))?;
-                for r in page.rows {
-                    if let Some(k) = r.get(prefix).and_then(Value::as_str) {
-                        let values = cols
-                            .iter()
-                            .map(|c| match r.get(c) {
-                                Some(Value::String(s)) => Value::String(s.trim().to_string()),
-                                Some(v) => v.clone(),
-                                None => Value::Null,
-                            })
-                            .collect();
-                        known.insert(k.trim_end().to_string(), values);
-                    }
-                }
-                match page.next {
-                    Some(n) => cursor = Some(n),
-                    None => break,
-                }
-            }
-            // Keys SYSPRO does not know get nulls, and are not asked again.
-            for c in chunk {
-                known
-                    .entry(c.clone())
-                    .or_insert_with(|| vec![Value::Null; cols.len()]);
-            }
-        }
-        let names: Vec<String> = cols.iter().map(|c| format!("{prefix}.{c}")).collect();
-        for r in rows.iter_mut() {
-            let Some(values) = r
-                .get(prefix)
-                .and_then(Value::as_str)
-                .and_then(|k| known.get(k.trim_end()))
-            else {
-                continue;
-            };
-            for (name, v) in names.iter().zip(values) {
-                r.insert(name.clone(), v.clone());
+        report.calendar += keys.len();
+        self.read_keys(reader, &keys, pending, report, false)
+            .await?;
+        Ok(())
+    }
+
+    /// Reads keys that were open and are no longer seen: those SYSPRO still has are staged as
+    /// they are now (paid, reversed); those it does not are marked removed, never deleted.
+    async fn confirm_vanished(
+        &mut self,
+        reader: &mut EntityReader<'_>,
+        vanished: &[String],
+        pending: &mut Pending,
+        report: &mut EntityPollReport,
+    ) -> Result<()> {
+        let found = self
+            .read_keys(reader, vanished, pending, report, false)
+            .await?;
+        let removed: Vec<Record> = vanished
+            .iter()
+            .filter(|k| !found.contains(*k))
+            .map(|k| removed_record(reader.entity(), k))
+            .collect();
+        if !removed.is_empty() {
+            report.removed += removed.len();
+            let ec = self.flow.entity(reader.entity()).cloned();
+            if let Some(ec) = ec {
+                self.stage_rows(&ec, &reader.view, removed, pending, report, false)
+                    .await?;
             }
         }
         Ok(())
     }
 
+    /// Reads the rows of `keys` (identities) and stages them; returns the identities SYSPRO
+    /// still has.
+    async fn read_keys(
+        &mut self,
+        reader: &mut EntityReader<'_>,
+        keys: &[String],
+        pending: &mut Pending,
+        report: &mut EntityPollReport,
+        force: bool,
+    ) -> Result<HashSet<String>> {
+        if keys.is_empty() {
+            return Ok(HashSet::new());
+        }
+        self.renew_if_due().await?;
+        let (rows, found) = reader.by_keys(keys).await?;
+        report.rows_read += rows.len();
+        let Some(ec) = self.flow.entity(reader.entity()).cloned() else {
+            return Ok(found);
+        };
+        self.stage_rows(&ec, &reader.view, rows, pending, report, force)
+            .await?;
+        Ok(found)
+    }
+
+    /// Records rows that cannot be synced as source-data errors in the audit trail.
+    async fn record_bad_rows(&self, bad: &[BadRow]) -> Result<()> {
+        let flow = &self.flow.id;
+        for b in bad {
+            warn!(flow = %flow, "source-data error: {}", b.message(flow));
+        }
+        if self.dry_run || bad.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<_> = bad
+            .iter()
+            .map(|b| b.audit_entry(flow, self.lease.poll_seq, self.polled_at))
+            .collect();
+        self.rt.audit.append(&entries).await?;
+        Ok(())
+    }
+
     /// Turns rows into events, dropping those whose hash equals the last one sent, a chunk at
-    /// a time; flushes whenever enough batches are sealed. Returns the identities of rows that
-    /// are open.
+    /// a time; flushes whenever enough batches are sealed. Rows that cannot be synced are
+    /// recorded as source-data errors instead. `force` (resync) stages every row, with a
+    /// content hash apart from the last one applied.
     async fn stage_rows(
         &self,
+        ec: &EntityConfig,
         view: &DestinationView,
         rows: Vec<Record>,
         pending: &mut Pending,
         report: &mut EntityPollReport,
-    ) -> Result<Vec<String>> {
-        let flow = &self.rt.flow;
+        force: bool,
+    ) -> Result<Staged> {
+        let flow = &self.flow;
         let entity = view.entity;
-        let mut open_keys = Vec::new();
+        let mut out = Staged::default();
+        let mut bad = Vec::new();
         let mut rows = rows.into_iter().peekable();
         let mut staged = Vec::with_capacity(STAGE_CHUNK.min(rows.len()));
         while rows.peek().is_some() {
@@ -641,23 +660,31 @@ impl PollRun<'_> {
             for mut row in rows.by_ref().take(STAGE_CHUNK) {
                 // Read before the row is projected onto what the destination sees.
                 let row_version = row.get("TimeStamp").and_then(Value::as_u64);
+                let removed = row.get(derived::STATUS).and_then(Value::as_str) == Some("removed");
+                if !removed {
+                    if let Some(b) = check_row(ec, &row) {
+                        bad.push(b);
+                        continue;
+                    }
+                }
                 let Some(key) = record_key(entity, &row) else {
-                    warn!(flow = %flow.id, entity = %entity, "row without its key columns: skipped");
                     continue;
                 };
                 let id = key.id();
-                let open = if row.get(derived::STATUS).and_then(Value::as_str) == Some("removed") {
-                    false
+                let (open, due) = if removed {
+                    (false, None)
                 } else {
                     let open = add_derived_for(flow, entity, &id, &mut row, self.today);
+                    let due = calendar::due_to_keep(&row, open);
                     view.project(&mut row);
-                    open
+                    (open, due)
                 };
+                out.keys.push(id.clone());
                 if open {
-                    open_keys.push(id.clone());
+                    out.open.push(id.clone());
                 }
                 let json = RecordJson::seeded(&view.fingerprint, &row);
-                staged.push((key, id, json, row_version, open));
+                staged.push((key, id, json, row_version, open, due));
             }
             let state_keys: Vec<StateKey> = staged
                 .iter()
@@ -670,10 +697,11 @@ impl PollRun<'_> {
                 .await?
                 .into_iter()
                 .collect();
-            for ((key, id, json, row_version, open), sk) in staged.drain(..).zip(state_keys) {
-                if known
-                    .get(&sk)
-                    .is_some_and(|last| last.hash == json.hash && last.open == open)
+            for ((key, id, json, row_version, open, due), sk) in staged.drain(..).zip(state_keys) {
+                if !force
+                    && known
+                        .get(&sk)
+                        .is_some_and(|last| last.hash == json.hash && last.open == open)
                 {
                     report.unchanged += 1;
                     continue;
@@ -683,24 +711,32 @@ impl PollRun<'_> {
                     row_version,
                 };
                 let RecordJson { json, hash } = json;
+                let sent_hash = if force {
+                    resync_hash(&hash, self.lease.poll_seq)
+                } else {
+                    hash.clone()
+                };
                 let encoder = &self.encoder;
                 let write = |out: &mut Vec<u8>| {
-                    encoder.encode_into(out, entity, &key, version, &hash, &json);
+                    encoder.encode_into(out, entity, &key, version, &sent_hash, &json);
                 };
                 let mark = SentMark {
                     key: sk,
                     version,
-                    hash: hash.clone(),
+                    hash,
                     open,
+                    due,
                     polled_at: self.polled_at,
                 };
-                pending.push(mark, entity, &id, version, &hash, write);
+                pending.push(mark, entity, &id, version, &sent_hash, write);
             }
             if pending.sealed_events() >= FLUSH_EVENTS {
                 self.flush(pending, report).await?;
             }
         }
-        Ok(open_keys)
+        report.source_errors += bad.len();
+        self.record_bad_rows(&bad).await?;
+        Ok(out)
     }
 
     /// Sends the sealed batches, then records their events as sent (which audits them).
@@ -735,4 +771,55 @@ fn removed_record(entity: Entity, key: &str) -> Record {
     }
     r.insert(derived::STATUS.into(), Value::String("removed".into()));
     r
+}
+
+/// What a key sweep (or a count of rows left out) found.
+#[derive(Debug, Default)]
+struct SweepFound {
+    rows: u64,
+    max_rv: Option<u64>,
+    keys: HashSet<String>,
+}
+
+impl SweepFound {
+    /// A restored database (highest rowversion below the one already read) or a table that
+    /// shrank: said for `status`, answered by reading the whole entity once (hash-diffed).
+    fn alert(&self, mark: &WatermarkValue, swept_rows: Option<u64>) -> Option<String> {
+        let seen = match mark {
+            WatermarkValue::RowVersion(v) => Some(*v),
+            WatermarkValue::RowVersionLagged { seen, .. } => Some(*seen),
+            _ => None,
+        };
+        if let (Some(seen), Some(max)) = (seen, self.max_rv) {
+            if max < seen {
+                return Some(format!(
+                    "the table's highest TimeStamp ({max}) is below the one already read ({seen}): \
+                     the SYSPRO database looks restored to an earlier point; the whole entity was \
+                     read again"
+                ));
+            }
+        }
+        match swept_rows {
+            Some(before) if self.rows < before => Some(format!(
+                "the table shrank from {before} to {} rows since the last sweep: the whole entity \
+                 was read again",
+                self.rows
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl EntityPollReport {
+    /// Adds the counts of `other` (a part of this entity's poll).
+    fn absorb(&mut self, other: EntityPollReport) {
+        self.rows_read += other.rows_read;
+        self.queued += other.queued;
+        self.unchanged += other.unchanged;
+        self.messages += other.messages;
+        self.source_errors += other.source_errors;
+        self.out_of_scope += other.out_of_scope;
+        self.calendar += other.calendar;
+        self.removed += other.removed;
+    }
 }

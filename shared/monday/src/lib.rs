@@ -15,7 +15,8 @@
 //!   classifies them and finds the server's delay; backoff and jitter;
 //! - [`limiter`]: per-board mutation and per-account request budgets over fixed windows of a
 //!   configurable length, plus the complexity the server reports;
-//! - [`sink`]: [`MondaySink`], the `mlc_core::ports::Sink` implementation;
+//! - [`sink`]: [`MondaySink`], the `mlc_core::ports::Sink` implementation; `sink::preview`
+//!   shows what `write` would send beside the item's values (nothing written);
 //! - [`error`]: [`MondayError`] and the crate `Result`.
 
 pub mod client;

@@ -147,6 +147,25 @@ fn encode_once(values: &Map<String, Value>) -> String {
     serde_json::to_string(values).unwrap_or_else(|_| "{}".to_string())
 }
 
+/// What a lookup reads of each item's columns: the text (finding items by the id column),
+/// or text and value (`preview` compares every mapped column with what would be written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemColumns {
+    /// `{ id text }`.
+    Text,
+    /// `{ id text value }`.
+    TextAndValue,
+}
+
+impl ItemColumns {
+    fn selection(self) -> &'static str {
+        match self {
+            ItemColumns::Text => "id text",
+            ItemColumns::TextAndValue => "id text value",
+        }
+    }
+}
+
 /// Finds items whose `column_id` holds one of `values` (whole-value, case-insensitive on the
 /// server: callers compare exactly).
 pub fn lookup_by_column(
@@ -155,15 +174,36 @@ pub fn lookup_by_column(
     values: &[String],
     limit: usize,
 ) -> GraphqlRequest {
+    lookup_items(
+        board_id,
+        column_id,
+        values,
+        &[column_id.to_string()],
+        ItemColumns::Text,
+        limit,
+    )
+}
+
+/// [`lookup_by_column`] reading `columns` of each item found (ids, names and values all
+/// travel as variables).
+pub fn lookup_items(
+    board_id: &str,
+    column_id: &str,
+    values: &[String],
+    columns: &[String],
+    read: ItemColumns,
+    limit: usize,
+) -> GraphqlRequest {
     let query = format!(
         "query Lookup($b: ID!, $c: String!, $cids: [String!], $v: [String]!, $l: Int!) {{ {COMPLEXITY_SELECTION} \
 items_page_by_column_values(board_id: $b, columns: [{{column_id: $c, column_values: $v}}], limit: $l) \
-{{ cursor items {{ id name column_values(ids: $cids) {{ id text }} }} }} }}"
+{{ cursor items {{ id name column_values(ids: $cids) {{ {} }} }} }} }}",
+        read.selection()
     );
     let mut vars = Map::new();
     vars.insert("b".into(), json!(board_id));
     vars.insert("c".into(), json!(column_id));
-    vars.insert("cids".into(), json!([column_id]));
+    vars.insert("cids".into(), json!(columns));
     vars.insert("v".into(), json!(values));
     vars.insert("l".into(), json!(limit.clamp(1, LOOKUP_PAGE_LIMIT)));
     GraphqlRequest {
@@ -174,13 +214,24 @@ items_page_by_column_values(board_id: $b, columns: [{{column_id: $c, column_valu
 
 /// The next page of a lookup.
 pub fn lookup_next_page(cursor: &str, column_id: &str, limit: usize) -> GraphqlRequest {
+    next_items(cursor, &[column_id.to_string()], ItemColumns::Text, limit)
+}
+
+/// The next page of [`lookup_items`].
+pub fn next_items(
+    cursor: &str,
+    columns: &[String],
+    read: ItemColumns,
+    limit: usize,
+) -> GraphqlRequest {
     let query = format!(
         "query LookupNext($cur: String!, $cids: [String!], $l: Int!) {{ {COMPLEXITY_SELECTION} \
-next_items_page(cursor: $cur, limit: $l) {{ cursor items {{ id name column_values(ids: $cids) {{ id text }} }} }} }}"
+next_items_page(cursor: $cur, limit: $l) {{ cursor items {{ id name column_values(ids: $cids) {{ {} }} }} }} }}",
+        read.selection()
     );
     let mut vars = Map::new();
     vars.insert("cur".into(), json!(cursor));
-    vars.insert("cids".into(), json!([column_id]));
+    vars.insert("cids".into(), json!(columns));
     vars.insert("l".into(), json!(limit.clamp(1, LOOKUP_PAGE_LIMIT)));
     GraphqlRequest {
         query,
@@ -237,6 +288,21 @@ pub fn sample_documents() -> Vec<(&'static str, GraphqlRequest)> {
             lookup_by_column("1", "text0", &["A".into(), "B".into()], 25),
         ),
         ("lookup_next", lookup_next_page("abc", "text0", 25)),
+        (
+            "lookup_values",
+            lookup_items(
+                "1",
+                "text0",
+                &["A".into()],
+                &["text0".into(), "status".into()],
+                ItemColumns::TextAndValue,
+                25,
+            ),
+        ),
+        (
+            "lookup_values_next",
+            next_items("abc", &["text0".into()], ItemColumns::TextAndValue, 25),
+        ),
         ("boards", board_schema(&["1".into(), "2".into()])),
     ]
 }

@@ -22,14 +22,17 @@ use mlc_core::config::{
 };
 use mlc_core::mapping;
 use mlc_core::ports::{Budget, PendingWrite, RecordStateStore, Secrets, Sink, SinkError};
+use mlc_core::preview::Preview;
 use mlc_core::state::StateKey;
 use mlc_core::{Clock, Entity, ErrorLink, Failure, RecordOutcome};
 
 use crate::client::{Answer, MondayClient, TransportError};
 use crate::error::{MondayError, Result};
 use crate::limiter::{Grant, Limiter, LimiterConfig};
-use crate::request_builder::{self as rb, WriteOp, MUTATION_COMPLEXITY};
+use crate::request_builder::{self as rb, ItemColumns, WriteOp, MUTATION_COMPLEXITY};
 use crate::retry::{self, ErrorClass, GqlError};
+
+mod preview;
 
 /// Tuning of the sink. Defaults suit production; tests shorten the window and backoff.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -587,9 +590,35 @@ impl MondaySink {
         targets: &[String],
     ) -> std::result::Result<HashMap<String, String>, (ErrorClass, ErrorLink, Option<Duration>)>
     {
-        let mut found = HashMap::new();
-        let want: HashSet<&String> = targets.iter().collect();
-        let mut req = rb::lookup_by_column(board, column, targets, rb::LOOKUP_PAGE_LIMIT);
+        let items = self
+            .fetch_items(
+                board,
+                column,
+                targets,
+                &[column.to_string()],
+                ItemColumns::Text,
+            )
+            .await?;
+        Ok(exact_matches(&items, column, targets)
+            .into_iter()
+            .filter_map(|(target, item)| Some((target, id_str(item.get("id"))?)))
+            .collect())
+    }
+
+    /// The items whose id column holds one of `targets` (as the server matches:
+    /// case-insensitively), with `columns` read as `read` says; every page, each page taking
+    /// one request from the budget.
+    async fn fetch_items(
+        &self,
+        board: &str,
+        column: &str,
+        targets: &[String],
+        columns: &[String],
+        read: ItemColumns,
+    ) -> std::result::Result<Vec<Value>, (ErrorClass, ErrorLink, Option<Duration>)> {
+        let mut items = Vec::new();
+        let mut req =
+            rb::lookup_items(board, column, targets, columns, read, rb::LOOKUP_PAGE_LIMIT);
         for _page in 0..20 {
             if let Grant::Wait(d) = self.limiter.take_request().await.map_err(port_err)? {
                 return Err((
@@ -624,39 +653,20 @@ impl MondaySink {
                 .or_else(|| a.body.pointer("/data/next_items_page"))
                 .cloned()
                 .unwrap_or(Value::Null);
-            for it in page
-                .get("items")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let id = id_str(it.get("id"));
-                let text = it
-                    .get("column_values")
+            items.extend(
+                page.get("items")
                     .and_then(Value::as_array)
-                    .and_then(|cvs| {
-                        cvs.iter()
-                            .find(|c| c.get("id").and_then(Value::as_str) == Some(column))
-                    })
-                    .and_then(|c| c.get("text"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                // The server matches case-insensitively: only an exact match is ours. The
-                // oldest item wins when a board already holds duplicates.
-                if let (Some(id), Some(text)) = (id, text) {
-                    if want.contains(&text) {
-                        found.entry(text).or_insert(id);
-                    }
-                }
-            }
+                    .cloned()
+                    .unwrap_or_default(),
+            );
             match page.get("cursor").and_then(Value::as_str) {
                 Some(c) if !c.is_empty() => {
-                    req = rb::lookup_next_page(c, column, rb::LOOKUP_PAGE_LIMIT)
+                    req = rb::next_items(c, columns, read, rb::LOOKUP_PAGE_LIMIT)
                 }
                 _ => break,
             }
         }
-        Ok(found)
+        Ok(items)
     }
 
     fn idempotency_key(&self, chunk: &[(Prepared, WriteOp)]) -> String {
@@ -1149,6 +1159,34 @@ fn id_str(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// The text of an item's column, from a lookup answer.
+fn column_text<'a>(item: &'a Value, column: &str) -> Option<&'a str> {
+    item.get("column_values")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|c| c.get("id").and_then(Value::as_str) == Some(column))?
+        .get("text")
+        .and_then(Value::as_str)
+}
+
+/// Target → item, for items whose id column's text is exactly a target. The server matches
+/// case-insensitively: only an exact match is ours. The oldest item wins when a board already
+/// holds duplicates.
+fn exact_matches<'a>(
+    items: &'a [Value],
+    column: &str,
+    targets: &[String],
+) -> HashMap<String, &'a Value> {
+    let want: HashSet<&str> = targets.iter().map(String::as_str).collect();
+    let mut found = HashMap::new();
+    for it in items {
+        if let Some(text) = column_text(it, column).filter(|t| want.contains(t)) {
+            found.entry(text.to_string()).or_insert(it);
+        }
+    }
+    found
+}
+
 fn port_err(e: mlc_core::PortError) -> (ErrorClass, ErrorLink, Option<Duration>) {
     (
         ErrorClass::Transient,
@@ -1211,6 +1249,13 @@ impl Sink for MondaySink {
             return Err(SinkError::Config(problems.join("; ")));
         }
         Ok(lines)
+    }
+
+    async fn preview(
+        &self,
+        batch: &[PendingWrite],
+    ) -> std::result::Result<Vec<Preview>, SinkError> {
+        self.preview_batch(batch).await
     }
 
     async fn write(

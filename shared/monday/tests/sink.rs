@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 
 use common::*;
 use mlc_core::ports::{PendingWrite, Sink, SinkError};
+use mlc_core::preview::{FieldPreview, Preview, PreviewAction};
+use mlc_core::state::StateKey;
 use mlc_core::{Entity, RecordOutcome};
 use sim_monday::{Fault, MondayOptions, MondaySim};
 
@@ -456,4 +458,127 @@ async fn daily_limit_pauses_until_midnight_utc() {
         SinkError::DailyLimit { until, .. } => assert_eq!(until.time(), chrono::NaiveTime::MIN),
         other => panic!("{other:?}"),
     }
+}
+
+fn field<'a>(p: &'a Preview, name: &str) -> &'a FieldPreview {
+    p.fields
+        .iter()
+        .find(|f| f.field == name)
+        .unwrap_or_else(|| panic!("no field {name} in {p:?}"))
+}
+
+#[tokio::test]
+async fn preview_shows_create_then_nothing_after_write_then_the_drifted_amount() {
+    let sim = MondaySim::start(sim_opts(40)).await;
+    create_boards(&sim);
+    let flow = flow(&sim.url(), 40);
+    let state = Arc::new(MemState::default());
+    let sink = sink(
+        &sim,
+        &flow,
+        "sim-token",
+        state.clone(),
+        Arc::new(MemBudget::default()),
+        fast_opts(),
+    );
+    let ev = ap_invoice(1, 1, 1234.5, "open");
+    let key = StateKey::new("acme-monday", Entity::ApInvoice, ev.key.id());
+    let with_state = |ev: &mlc_core::ChangeEvent| {
+        let prior = state.0.lock().unwrap().get(&key).cloned();
+        PendingWrite {
+            event: ev.clone(),
+            prior,
+        }
+    };
+
+    // Not on the board yet: it would be created, with the values the mapping makes.
+    let before = sink.preview(&[with_state(&ev)]).await.unwrap();
+    assert_eq!(before[0].action, PreviewAction::Create, "{:?}", before[0]);
+    assert_eq!(before[0].destination, format!("board {AP_BOARD}"));
+    assert_eq!(field(&before[0], "amount").new, json!("1234.5"));
+    assert_eq!(field(&before[0], "status").new, json!({"label": "open"}));
+    assert_eq!(
+        field(&before[0], "name").new,
+        json!("AP000001 · Acme Steel")
+    );
+    assert!(sim.items(AP_BOARD).is_empty(), "preview writes nothing");
+
+    // Written by `write`: the board holds exactly the previewed values, and the preview now
+    // says there is nothing to write (by the item id in state, and by the SYSPRO id without).
+    drive(&sink, &state, vec![ev.clone()], 5).await;
+    let items = sim.items(AP_BOARD);
+    assert_eq!(items.len(), 1);
+    for f in &before[0].fields {
+        if f.field == "name" {
+            assert_eq!(json!(items[0].name), f.new);
+        } else {
+            assert_eq!(items[0].values.get(&f.field), Some(&f.new), "{}", f.field);
+        }
+    }
+    for pw in [
+        with_state(&ev),
+        PendingWrite {
+            event: ev.clone(),
+            prior: None,
+        },
+    ] {
+        let after = sink.preview(&[pw]).await.unwrap();
+        assert_eq!(after[0].action, PreviewAction::Nothing, "{:?}", after[0]);
+        assert_eq!(
+            after[0].destination_id.as_deref(),
+            Some(items[0].id.as_str())
+        );
+        assert_eq!(field(&after[0], "amount").current, Some(json!("1234.5")));
+    }
+
+    // The same amount written another way is no change; another amount is.
+    assert!(sim.set_value(AP_BOARD, &items[0].id, "amount", json!("1234.50")));
+    let same = sink.preview(&[with_state(&ev)]).await.unwrap();
+    assert_eq!(same[0].action, PreviewAction::Nothing, "{:?}", same[0]);
+    assert!(sim.set_value(AP_BOARD, &items[0].id, "amount", json!("99")));
+    let drift = sink.preview(&[with_state(&ev)]).await.unwrap();
+    assert_eq!(
+        drift[0].action,
+        PreviewAction::Update {
+            fields: vec!["amount".into()]
+        },
+        "{:?}",
+        drift[0]
+    );
+    assert_eq!(field(&drift[0], "amount").current, Some(json!("99")));
+    assert_eq!(sim.items(AP_BOARD)[0].values["amount"], json!("99"));
+}
+
+#[tokio::test]
+async fn preview_of_a_payment_without_its_invoice_item_says_it_waits() {
+    let sim = MondaySim::start(sim_opts(40)).await;
+    create_boards(&sim);
+    let flow = flow(&sim.url(), 40);
+    let sink = sink(
+        &sim,
+        &flow,
+        "sim-token",
+        Arc::new(MemState::default()),
+        Arc::new(MemBudget::default()),
+        fast_opts(),
+    );
+    let pay = event(
+        Entity::ArInvoicePay,
+        &["C01", "000000009", "I", "1"],
+        2,
+        json!({"Customer": "C01", "Invoice": "000000009", "JournalDate": "2026-11-20"}),
+    );
+    let p = sink
+        .preview(&[PendingWrite {
+            event: pay,
+            prior: None,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(p[0].action, PreviewAction::Nothing, "{:?}", p[0]);
+    assert!(
+        p[0].note.as_deref().unwrap_or("").contains("waits"),
+        "{:?}",
+        p[0]
+    );
 }

@@ -14,7 +14,8 @@
 //! - [`service`]: sends one request (401 refresh-once, bounded backoff, `Sforce-Limit-Info`)
 //! - [`retry`]: pure classifiers reading error bodies (per record and whole call), backoff
 //! - [`bulk`]: Bulk API 2.0 upsert jobs
-//! - [`sink`]: [`SalesforceSink`], the port implementation
+//! - [`sink`]: [`SalesforceSink`], the port implementation; `sink::preview` shows what `write`
+//!   would send beside the org's values (one SOQL query per object, nothing written)
 //! - [`error`]: [`SalesforceError`] and its mapping onto `SinkError`
 //!
 //! Payments (`ArInvoicePay`) write nothing: an invoice's own balance change (polled as

@@ -126,6 +126,39 @@ pub fn lookup_queries(target: &Target, exts: &[String], names: &[String]) -> Vec
     out
 }
 
+/// Queries reading `fields` of the records of `object` whose `by` field is one of `values`,
+/// chunked so each stays under the URI limit: `SELECT Id, f, … FROM obj WHERE by IN ('…')`.
+/// Values are escaped literals; field and object names come from the flow's configuration.
+/// Salesforce compares text case-insensitively: callers compare the rows exactly.
+pub fn values_queries(object: &str, fields: &[String], by: &str, values: &[String]) -> Vec<String> {
+    let mut select = vec!["Id".to_string()];
+    for f in std::iter::once(by).chain(fields.iter().map(String::as_str)) {
+        if !select.iter().any(|s| s == f) {
+            select.push(f.to_string());
+        }
+    }
+    let head = format!("SELECT {} FROM {object} WHERE {by} IN (", select.join(", "));
+    let budget = SOQL_MAX_ENCODED.saturating_sub(encoded_len(&head) + 8);
+    let mut out = Vec::new();
+    let mut chunk: Vec<String> = Vec::new();
+    let mut size = 0;
+    for v in values {
+        let lit = quoted(v);
+        let len = encoded_len(&lit) + 6;
+        if size + len > budget && !chunk.is_empty() {
+            out.push(format!("{head}{})", chunk.join(", ")));
+            chunk.clear();
+            size = 0;
+        }
+        size += len;
+        chunk.push(lit);
+    }
+    if !chunk.is_empty() {
+        out.push(format!("{head}{})", chunk.join(", ")));
+    }
+    out
+}
+
 fn text(v: Option<&Value>) -> Option<String> {
     match v {
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
@@ -466,6 +499,30 @@ mod tests {
         }
         let total: usize = q.iter().map(|s| s.matches("Customer number").count()).sum();
         assert_eq!(total, 2000);
+    }
+
+    #[test]
+    fn values_queries_escape_and_chunk() {
+        let q = values_queries(
+            "Opportunity",
+            &["Amount".into(), "Name".into(), "SYSPRO_Invoice__c".into()],
+            "SYSPRO_Invoice__c",
+            &["C1|1'0|I".into()],
+        );
+        assert_eq!(
+            q,
+            vec![
+                r"SELECT Id, SYSPRO_Invoice__c, Amount, Name FROM Opportunity WHERE SYSPRO_Invoice__c IN ('C1|1\'0|I')"
+            ]
+        );
+        let many: Vec<String> = (0..3000).map(|i| format!("CUSTOMER{i:06}")).collect();
+        let q = values_queries("Account", &["Name".into()], "X__c", &many);
+        assert!(q.len() > 1);
+        for s in &q {
+            assert!(encoded_len(s) <= SOQL_MAX_ENCODED, "{}", encoded_len(s));
+        }
+        let total: usize = q.iter().map(|s| s.matches("CUSTOMER").count()).sum();
+        assert_eq!(total, 3000);
     }
 
     #[test]

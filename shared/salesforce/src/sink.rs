@@ -12,8 +12,9 @@ use async_trait::async_trait;
 use mlc_core::config::{Destination, EntityConfig, FlowConfig, SalesforceConnection};
 use mlc_core::mapping::is_removed;
 use mlc_core::ports::{PendingWrite, RecordStateStore, Secrets, Sink, SinkError};
+use mlc_core::preview::Preview;
 use mlc_core::state::StateKey;
-use mlc_core::{Clock, Entity, ErrorLink, Failure, Record, RecordOutcome};
+use mlc_core::{ChangeEvent, Clock, Entity, ErrorLink, Failure, Record, RecordOutcome};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -26,6 +27,8 @@ use crate::request_builder::{
 };
 use crate::retry::{parse_errors, record_failure, Backoff};
 use crate::service::{ReqBody, Service};
+
+mod preview;
 
 /// The destination-id key of record state.
 pub const SALESFORCE_ID: &str = "salesforce_id";
@@ -138,6 +141,26 @@ impl Work {
             self.outcomes[i] = Some(o.clone());
         }
     }
+}
+
+/// What `write` sends for one record, before the Account link: built by
+/// [`SalesforceSink::payload`] for `write` and `preview` alike, so a preview shows exactly
+/// what a sync sends.
+#[derive(Debug, Clone)]
+enum Payload {
+    /// Account fields, upserted by external id (the external id itself excluded).
+    Account(Record),
+    /// Opportunity fields, upserted by external id (the external id and `AccountId`
+    /// excluded: the link is resolved at write time).
+    Opportunity(Record),
+    /// A removal the flow configures no field for: the destination keeps every value.
+    NothingToRemove,
+    /// A payment writes nothing by itself: the invoice's own balance change (polled as
+    /// `ArInvoice`) moves its Opportunity's stage and balance; the standard `Invoice` object
+    /// is update-only and no flow maps it yet.
+    Payment,
+    /// The record cannot be written (mapping error, entity not written to Salesforce).
+    Refused(Failure),
 }
 
 /// A removal the flow configures no field for: the destination record keeps every value.
@@ -271,6 +294,33 @@ impl SalesforceSink {
         data_path(&self.version)
     }
 
+    /// The payload of one record: the one mapping `write` and `preview` share.
+    fn payload(&self, ev: &ChangeEvent) -> Payload {
+        let (fields, account) = match ev.entity {
+            Entity::ArCustomer => (
+                rb::account_fields(self.customer_ec.as_ref(), &self.accounts, ev),
+                true,
+            ),
+            Entity::ArInvoice => (
+                rb::opportunity_fields(&self.conn, self.invoice_ec.as_ref(), &self.opps, ev),
+                false,
+            ),
+            Entity::ArInvoicePay => return Payload::Payment,
+            other => {
+                return Payload::Refused(Failure::permanent(format!(
+                    "{}: entity {other} is not written to Salesforce (only ArCustomer, ArInvoice, ArInvoicePay)",
+                    ev.label()
+                )))
+            }
+        };
+        match fields {
+            Ok(f) if f.is_empty() && is_removed(&ev.record) => Payload::NothingToRemove,
+            Ok(f) if account => Payload::Account(f),
+            Ok(f) => Payload::Opportunity(f),
+            Err(f) => Payload::Refused(f),
+        }
+    }
+
     /// Builds items from the batch; records that cannot be mapped get their outcome now.
     fn plan(&self, batch: &[PendingWrite]) -> Work {
         let mut w = Work {
@@ -291,80 +341,59 @@ impl SalesforceSink {
                 .as_ref()
                 .and_then(|p| p.destination_ids.get(SALESFORCE_ID))
                 .cloned();
-            match ev.entity {
-                Entity::ArCustomer => match rb::account_fields(self.customer_ec.as_ref(), &self.accounts, ev) {
-                    Ok(fields) if fields.is_empty() && is_removed(&ev.record) => {
-                        w.outcomes[i] = Some(nothing_to_remove(prior_id));
+            match self.payload(ev) {
+                Payload::NothingToRemove => w.outcomes[i] = Some(nothing_to_remove(prior_id)),
+                Payload::Account(fields) => {
+                    if let Some(id) = &prior_id {
+                        w.acct_ids.insert(ext.clone(), id.clone());
                     }
-                    Ok(fields) => {
-                        if let Some(id) = &prior_id {
-                            w.acct_ids.insert(ext.clone(), id.clone());
-                        }
-                        // The same customer twice in a batch: write the last version once.
-                        match acct_ix.get(&ext) {
-                            Some(&j) => {
-                                w.accts[j].fields = fields;
-                                w.accts[j].inputs.push(i);
-                                if w.accts[j].known_id.is_none() {
-                                    w.accts[j].known_id = prior_id;
-                                }
-                            }
-                            None => {
-                                acct_ix.insert(ext.clone(), w.accts.len());
-                                w.accts.push(AccountItem {
-                                    ext,
-                                    fields,
-                                    inputs: vec![i],
-                                    known_id: prior_id,
-                                    stamp_id: None,
-                                    phantom: false,
-                                    skip: false,
-                                });
+                    // The same customer twice in a batch: write the last version once.
+                    match acct_ix.get(&ext) {
+                        Some(&j) => {
+                            w.accts[j].fields = fields;
+                            w.accts[j].inputs.push(i);
+                            if w.accts[j].known_id.is_none() {
+                                w.accts[j].known_id = prior_id;
                             }
                         }
-                    }
-                    Err(f) => w.outcomes[i] = Some(RecordOutcome::Permanent(f)),
-                },
-                Entity::ArInvoice => {
-                    match rb::opportunity_fields(&self.conn, self.invoice_ec.as_ref(), &self.opps, ev) {
-                        Ok(fields) if fields.is_empty() && is_removed(&ev.record) => {
-                            w.outcomes[i] = Some(nothing_to_remove(prior_id));
+                        None => {
+                            acct_ix.insert(ext.clone(), w.accts.len());
+                            w.accts.push(AccountItem {
+                                ext,
+                                fields,
+                                inputs: vec![i],
+                                known_id: prior_id,
+                                stamp_id: None,
+                                phantom: false,
+                                skip: false,
+                            });
                         }
-                        Ok(fields) => {
-                            let customer = rb::invoice_customer(ev);
-                            match opp_ix.get(&ext) {
-                                Some(&j) => {
-                                    w.opps[j].fields = fields;
-                                    w.opps[j].inputs.push(i);
-                                }
-                                None => {
-                                    opp_ix.insert(ext.clone(), w.opps.len());
-                                    w.opps.push(OppItem {
-                                        ext,
-                                        fields,
-                                        inputs: vec![i],
-                                        customer,
-                                    });
-                                }
-                            }
-                        }
-                        Err(f) => w.outcomes[i] = Some(RecordOutcome::Permanent(f)),
                     }
                 }
-                // Payments: the invoice's own balance change (polled as ArInvoice) is what moves
-                // the Opportunity's stage and balance; the standard Invoice object is update-only
-                // and no flow maps it yet. So a payment event writes nothing by itself.
-                Entity::ArInvoicePay => {
+                Payload::Opportunity(fields) => {
+                    let customer = rb::invoice_customer(ev);
+                    match opp_ix.get(&ext) {
+                        Some(&j) => {
+                            w.opps[j].fields = fields;
+                            w.opps[j].inputs.push(i);
+                        }
+                        None => {
+                            opp_ix.insert(ext.clone(), w.opps.len());
+                            w.opps.push(OppItem {
+                                ext,
+                                fields,
+                                inputs: vec![i],
+                                customer,
+                            });
+                        }
+                    }
+                }
+                Payload::Payment => {
                     w.outcomes[i] = Some(RecordOutcome::Unchanged {
                         destination_ids: BTreeMap::new(),
                     })
                 }
-                other => {
-                    w.outcomes[i] = Some(RecordOutcome::Permanent(Failure::permanent(format!(
-                        "{}: entity {other} is not written to Salesforce (only ArCustomer, ArInvoice, ArInvoicePay)",
-                        ev.label()
-                    ))))
-                }
+                Payload::Refused(f) => w.outcomes[i] = Some(RecordOutcome::Permanent(f)),
             }
         }
         // Invoices whose customer is not in the batch: a phantom Account entry, written only if
@@ -1264,6 +1293,13 @@ impl Sink for SalesforceSink {
             return Err(SinkError::Config(problems.join("; ")));
         }
         Ok(lines)
+    }
+
+    async fn preview(
+        &self,
+        batch: &[PendingWrite],
+    ) -> std::result::Result<Vec<Preview>, SinkError> {
+        Ok(self.preview_batch(batch).await?)
     }
 
     async fn write(

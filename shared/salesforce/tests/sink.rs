@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use mlc_core::config::FlowConfig;
 use mlc_core::ports::{PendingWrite, RecordStateStore, Secrets, Sink, SinkError};
+use mlc_core::preview::{Preview, PreviewAction};
 use mlc_core::secret::{SecretRef, SecretString};
 use mlc_core::state::{AppliedMark, RecordState, SentMark, StateKey};
 use mlc_core::{
@@ -1170,4 +1171,150 @@ async fn an_invoice_whose_customer_is_not_in_syspro_waits_then_links_to_the_real
     let accts = e.org.accounts();
     assert_eq!(accts.len(), 1);
     assert_eq!(accts[0].text("Name").unwrap(), "Umhlanga Cycles");
+}
+
+fn field<'a>(p: &'a Preview, name: &str) -> &'a mlc_core::preview::FieldPreview {
+    p.fields
+        .iter()
+        .find(|f| f.field == name)
+        .unwrap_or_else(|| panic!("no field {name} in {p:?}"))
+}
+
+/// Each preview field's `new` is exactly what the org stored from `write`.
+fn assert_payload_was_written(org: &OrgHandle, p: &Preview, id: &str) {
+    let rec = org.record(id).unwrap();
+    for f in &p.fields {
+        assert_eq!(
+            rec.fields.get(&f.field),
+            Some(&f.new),
+            "{}: preview and write differ",
+            f.field
+        );
+    }
+}
+
+fn soql_queries(org: &OrgHandle) -> usize {
+    org.requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/query"))
+        .count()
+}
+
+#[tokio::test]
+async fn preview_shows_create_then_nothing_after_write_then_the_drifted_amount() {
+    let e = env().await;
+    let batch = || {
+        vec![
+            pw(&e.state, customer("C0042", "Berea Tools")),
+            pw(&e.state, invoice("C0042", "000100042", "Berea Tools")),
+        ]
+    };
+
+    // Nothing in the org yet: both would be created, with the values the mapping makes.
+    let before = e.sink.preview(&batch()).await.unwrap();
+    assert_eq!(before.len(), 2);
+    assert_eq!(before[0].action, PreviewAction::Create, "{:?}", before[0]);
+    assert_eq!(before[1].action, PreviewAction::Create, "{:?}", before[1]);
+    assert_eq!(before[0].destination, "Account");
+    assert_eq!(field(&before[0], "Name").new, json!("Berea Tools"));
+    assert_eq!(field(&before[1], "Amount").new, json!(1250.5));
+    assert_eq!(field(&before[1], "StageName").new, json!("Prospecting"));
+    assert!(field(&before[1], "Amount").current.is_none());
+    assert!(e.org.accounts().is_empty() && e.org.opportunities().is_empty());
+
+    // Written by `write`: the org holds exactly the previewed payload, and the preview now
+    // says there is nothing to write.
+    let out = e.sink.write(&batch()).await.unwrap();
+    let (acct, opp) = (id_of(&out[0]), id_of(&out[1]));
+    e.state.remember(Entity::ArCustomer, "C0042", &acct);
+    assert_payload_was_written(&e.org, &before[0], &acct);
+    assert_payload_was_written(&e.org, &before[1], &opp);
+    e.org.clear_requests();
+    let after = e.sink.preview(&batch()).await.unwrap();
+    assert_eq!(after[0].action, PreviewAction::Nothing, "{:?}", after[0]);
+    assert_eq!(after[1].action, PreviewAction::Nothing, "{:?}", after[1]);
+    assert_eq!(after[0].destination_id.as_deref(), Some(acct.as_str()));
+    assert_eq!(after[1].destination_id.as_deref(), Some(opp.as_str()));
+    assert_eq!(field(&after[1], "Amount").current, Some(json!(1250.5)));
+    assert_eq!(soql_queries(&e.org), 2, "one query per object");
+    assert_eq!(e.org.api_calls(), 2, "{:?}", e.org.requests());
+
+    // Someone edits the Amount in Salesforce: the preview shows that one field would change.
+    assert!(e.org.edit(&opp, json!({"Amount": 999})));
+    let drift = e.sink.preview(&batch()).await.unwrap();
+    assert_eq!(
+        drift[1].action,
+        PreviewAction::Update {
+            fields: vec!["Amount".into()]
+        }
+    );
+    let amount = field(&drift[1], "Amount");
+    assert!(amount.changed);
+    assert_eq!(amount.current, Some(json!(999)));
+    assert_eq!(drift[0].action, PreviewAction::Nothing);
+    assert_eq!(
+        e.org.opportunities()[0].fields["Amount"],
+        json!(999),
+        "preview writes nothing"
+    );
+}
+
+#[tokio::test]
+async fn preview_matches_by_exact_name_and_escapes_values() {
+    let e = env().await;
+    // An Account made by hand before the connector, with a quote in its name.
+    let id = e
+        .org
+        .seed("Account", json!({"Name": "O'Brien \"Steel\" \\ Co"}));
+    let batch = vec![pw(&e.state, customer("C0007", "O'Brien \"Steel\" \\ Co"))];
+    let p = e.sink.preview(&batch).await.unwrap();
+    assert_eq!(
+        p[0].destination_id.as_deref(),
+        Some(id.as_str()),
+        "{:?}",
+        p[0]
+    );
+    assert_eq!(
+        p[0].action,
+        PreviewAction::Update {
+            fields: vec!["SYSPRO_Customer__c".into(), "Phone".into()]
+        },
+        "the first sync stamps the external id (and the phone) on the Account it matched by name"
+    );
+    // The sync does what the preview said: it updates that Account, creates none.
+    let out = e.sink.write(&batch).await.unwrap();
+    assert_eq!(id_of(&out[0]), id);
+    assert_eq!(e.org.accounts().len(), 1);
+
+    // Two Accounts with one name: the sync refuses to guess, and so does the preview.
+    e.org.seed("Account", json!({"Name": "Twin Ltd"}));
+    e.org.seed("Account", json!({"Name": "Twin Ltd"}));
+    let p = e
+        .sink
+        .preview(&[pw(&e.state, customer("C0008", "Twin Ltd"))])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&p[0].action, PreviewAction::Refuse { reason } if reason.contains("ambiguous")),
+        "{:?}",
+        p[0]
+    );
+}
+
+#[tokio::test]
+async fn preview_of_a_field_the_org_lacks_is_a_configuration_error() {
+    let e = env_with(
+        OrgOptions::default(),
+        json!({"aging_field": "No_Such_Field__c"}),
+    )
+    .await;
+    let err = e
+        .sink
+        .preview(&[pw(&e.state, invoice("C0001", "000000001", "x"))])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SinkError::Config(m) if m.contains("No_Such_Field__c")),
+        "{err}"
+    );
 }

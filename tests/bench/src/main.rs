@@ -9,13 +9,17 @@
 //! - `salesforce --records N --changed M`: backfill, steady state, unchanged re-poll and the
 //!   naive one-call-per-record baseline, counted by the org simulator;
 //! - `monday --items N --cap C --window-ms W`: three boards of N new items each;
+//! - `incremental --rows N [--changes M]`: what polls cost SYSPRO after the backfill (issue
+//!   20): idle, after M payments, on a business-date change, the daily key sweep, and a full
+//!   re-read, counted by an in-process simulator;
 //! - `bootstrap --target DIR`: sizes of the function binaries;
 //! - `report --size S name=file…`: the table and the final JSON line.
 //!
-//! Module map: `common` (state, secrets, /proc figures), `poll`, `salesforce`, `monday`,
-//! `report`.
+//! Module map: `common` (state, secrets, /proc figures), `poll`, `incremental`, `salesforce`,
+//! `monday`, `report`.
 
 mod common;
+mod incremental;
 mod monday;
 mod poll;
 mod report;
@@ -60,6 +64,10 @@ fn run(args: &[String]) -> Res<()> {
                 usize::try_from(cpu).ok(),
             )
         }
+        "incremental" => incremental::run(
+            opt(args, "--rows", 100_000)?,
+            opt(args, "--changes", 1_000)?,
+        ),
         "salesforce" => multi_thread()?.block_on(salesforce::run(
             opt(args, "--records", 100_000)?,
             opt(args, "--changed", 5_000)?,
@@ -80,7 +88,7 @@ fn run(args: &[String]) -> Res<()> {
             report::report(&size, &files)
         }
         _ => Err(format!(
-            "usage: mlc-bench poll|salesforce|monday|bootstrap|report|serve-syspro [options] (got {cmd:?})"
+            "usage: mlc-bench poll|incremental|salesforce|monday|bootstrap|report|serve-syspro [options] (got {cmd:?})"
         )
         .into()),
     }

@@ -126,8 +126,10 @@ pub fn report(size: &str, files: &[(String, String)]) -> Res<()> {
         "sf_backfill_records".into(),
         json!(f(sf, "/backfill/queued")),
     );
+    let load = syspro_load(get("incremental"));
+    out.insert("syspro_load".into(), load.clone());
 
-    // The table: figure, target (issue 8 / issue 10), measured.
+    // The table: figure, target (issue 8 / issue 10; issue 20 for `syspro_*`), measured.
     let rows: Vec<(&str, &str, String)> = vec![
         (
             "poll_records_per_s",
@@ -197,6 +199,8 @@ pub fn report(size: &str, files: &[(String, String)]) -> Res<()> {
         ),
         ("bootstrap_mb", "≤ 20 each", show(&out["bootstrap_mb"])),
     ];
+    let mut rows = rows;
+    rows.extend(syspro_load_rows(&load));
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
     println!("figure{}  target{}  measured", " ".repeat(w0 - 6), {
@@ -208,4 +212,98 @@ pub fn report(size: &str, files: &[(String, String)]) -> Res<()> {
     }
     println!("{}", Value::Object(out));
     Ok(())
+}
+
+/// Figures of `incremental` that go under `syspro_load` in the final line (issue 20).
+const SYSPRO_LOAD: [&str; 24] = [
+    "rows",
+    "backfill_rows_read",
+    "lag_backfill_rows_read",
+    "idle_rows_read",
+    "idle_requests",
+    "changes",
+    "changes_rows_read",
+    "changes_lookup_rows",
+    "changes_requests",
+    "lag_rows_read",
+    "lag_lookup_rows",
+    "lag_requests",
+    "date_change_movers",
+    "date_change_calendar",
+    "date_change_rows_read",
+    "date_change_lookup_rows",
+    "date_change_requests",
+    "date_change_queued",
+    "sweep_rows_read",
+    "sweep_requests",
+    "full_rows_read",
+    "full_lookup_rows",
+    "full_requests",
+    "changes_ratio",
+];
+
+/// The `syspro_load` object: the `incremental` figures, and rows read per changed row.
+fn syspro_load(inc: &Value) -> Value {
+    let mut m = Map::new();
+    for k in SYSPRO_LOAD {
+        m.insert(k.into(), inc.get(k).cloned().unwrap_or(Value::Null));
+    }
+    m.insert(
+        "changes_ratio".into(),
+        ratio(f(inc, "/changes_rows_read"), f(inc, "/changes")),
+    );
+    Value::Object(m)
+}
+
+/// Table rows of the SYSPRO load, with issue 20's targets: rows of the polled table, with the
+/// customer rows the Opportunity name looks up and the OData requests beside them.
+fn syspro_load_rows(load: &Value) -> Vec<(&'static str, &'static str, String)> {
+    let g = |k: &str| show(load.get(k).unwrap_or(&Value::Null));
+    let cost = |p: &str| {
+        let lookups = load
+            .get(format!("{p}_lookup_rows").as_str())
+            .map(show)
+            .map(|l| format!(" + {l} customer rows"))
+            .unwrap_or_default();
+        format!(
+            "{}{lookups}, {} requests",
+            g(&format!("{p}_rows_read")),
+            g(&format!("{p}_requests"))
+        )
+    };
+    vec![
+        ("syspro_idle_rows_read", "0", cost("idle")),
+        (
+            "syspro_changes_rows_read",
+            "≤ 1.1 × changes",
+            format!(
+                "{} ({} changed, × {})",
+                cost("changes"),
+                g("changes"),
+                g("changes_ratio")
+            ),
+        ),
+        ("syspro_lag_rows_read", "(the poll after)", cost("lag")),
+        (
+            "syspro_date_change_rows_read",
+            "= movers",
+            format!(
+                "{} ({} movers, {} by calendar)",
+                cost("date_change"),
+                g("date_change_movers"),
+                g("date_change_calendar")
+            ),
+        ),
+        (
+            "syspro_sweep_rows_read",
+            "(daily, keys only)",
+            cost("sweep"),
+        ),
+        ("syspro_full_rows_read", "(baseline)", cost("full")),
+        (
+            "syspro_lag_backfill_rows_read",
+            "(after backfill)",
+            g("lag_backfill_rows_read"),
+        ),
+    ]
 }

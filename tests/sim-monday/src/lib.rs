@@ -239,6 +239,26 @@ impl MondayHandle {
         id
     }
 
+    /// Sets (or, with `Null`, clears) one column of an item directly, as someone editing the
+    /// board by hand would: no validation, no request counted. False when there is no such
+    /// item.
+    pub fn set_value(&self, board: &str, item: &str, column: &str, value: Value) -> bool {
+        let mut g = self.lock();
+        let Some(it) = g
+            .boards
+            .get_mut(board)
+            .and_then(|b| b.items.iter_mut().find(|i| i.id == item))
+        else {
+            return false;
+        };
+        if value.is_null() {
+            it.values.remove(column);
+        } else {
+            it.values.insert(column.to_string(), value);
+        }
+        true
+    }
+
     /// A snapshot of a board's items, oldest first.
     pub fn items(&self, board: &str) -> Vec<SimItem> {
         self.lock()

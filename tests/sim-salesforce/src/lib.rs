@@ -337,6 +337,13 @@ impl OrgHandle {
         self.org().data.seed(object, map)
     }
 
+    /// Changes fields of a record as a user would in the UI (no validation, no API call).
+    /// False when no record has that Id.
+    pub fn edit(&self, id: &str, fields: Value) -> bool {
+        let map = fields.as_object().cloned().unwrap_or_default();
+        self.org().data.edit(id, map)
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.org().log.clone()

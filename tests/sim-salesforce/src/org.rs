@@ -351,6 +351,22 @@ impl Data {
         id
     }
 
+    /// Changes fields of a record without validation, as a user editing it in the UI would
+    /// (tests use it to make the org drift from SYSPRO). False when no record has that Id.
+    pub fn edit(&mut self, id: &str, fields: Map<String, Value>) -> bool {
+        let Some((object, idx)) = self.ids.get(id).cloned() else {
+            return false;
+        };
+        let Some(old) = self.records.get(&object).and_then(|r| r.get(idx)).cloned() else {
+            return false;
+        };
+        if let Some(rec) = self.records.get_mut(&object).and_then(|r| r.get_mut(idx)) {
+            rec.fields.extend(fields);
+        }
+        self.reindex_changed(&object, idx, &old);
+        true
+    }
+
     fn reindex(&mut self, object: &str, idx: usize) {
         let Some(def) = self.object(object).cloned() else {
             return;

@@ -88,6 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         operator: "ADMIN".into(),
         password: SecretRef::Env("UNUSED".into()),
         company_password: None,
+        terms_source: Default::default(),
         terms_days: Default::default(),
         default_due_days: 30,
         timeout_secs: 120,

@@ -120,7 +120,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     pub fn count(&self, name: &str) {
-        *lock(&self.counters).entry(name.to_string()).or_insert(0) += 1;
+        self.count_n(name, 1);
+    }
+
+    /// Adds `n` to a counter (rows served).
+    pub fn count_n(&self, name: &str, n: u64) {
+        *lock(&self.counters).entry(name.to_string()).or_insert(0) += n;
     }
 }
 
@@ -260,7 +265,8 @@ impl SimHandle {
     }
 
     /// Requests per endpoint (`logon`, `logoff`, `getversion`, `query`, `odata`, `metadata`),
-    /// OData data requests that carried `$skip` (`odata_skip`), and faults fired (`fault_5xx`, `fault_truncated`, `fault_error_body`, `evicted`,
+    /// OData data requests that carried `$skip` (`odata_skip`), OData rows served
+    /// (`odata_rows`, and per table `odata_rows:{Table}`), and faults fired (`fault_5xx`, `fault_truncated`, `fault_error_body`, `evicted`,
     /// `unauthorized`, `logon_failed`).
     pub fn counters(&self) -> BTreeMap<String, u64> {
         lock(&self.shared.counters).clone()

@@ -242,7 +242,7 @@ SYSPRO_Credit_Limit__c = {{ from = "CreditLimit", type = "number" }}
 
 [[flows.entities]]
 entity = "ArInvoice"
-change_detection = "open-items"
+change_detection = "rowversion"
 [flows.entities.mapping]
 Amount = {{ from = "CurrencyValue", type = "number" }}
 
@@ -269,7 +269,7 @@ password = "env:DEMO_SYSPRO_PASSWORD"
 
 [[flows.entities]]
 entity = "ApSupplier"
-change_detection = "full-scan"
+change_detection = "rowversion"
 [flows.entities.mapping]
 supplier_name = {{ from = "SupplierName", trim = true, column_type = "text" }}
 balance = {{ from = "CurrentBalance", type = "number", column_type = "numbers" }}
@@ -281,7 +281,7 @@ id_column = "syspro_id"
 
 [[flows.entities]]
 entity = "ApInvoice"
-change_detection = "open-items"
+change_detection = "rowversion"
 [flows.entities.mapping]
 supplier = {{ from = "Supplier.SupplierName", column_type = "text" }}
 amount = {{ from = "OrigInvValue", type = "number", column_type = "numbers" }}

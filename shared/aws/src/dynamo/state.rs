@@ -120,6 +120,9 @@ impl RecordStateStore for DynamoStore {
                     "is_open".into(),
                     aws_sdk_dynamodb::types::AttributeValue::Bool(m.open),
                 );
+                if let Some(due) = m.due {
+                    item.insert("due".into(), s(due.to_string()));
+                }
                 item
             })
             .collect();
@@ -195,6 +198,44 @@ impl RecordStateStore for DynamoStore {
         Ok(items
             .iter()
             .filter_map(|i| get_s(i, SK)?.strip_prefix(POLL_PREFIX).map(str::to_string))
+            .collect())
+    }
+
+    async fn calendar_keys(
+        &self,
+        flow: &str,
+        entity: Entity,
+    ) -> PortResult<Vec<(String, chrono::NaiveDate)>> {
+        let pk = record_pk(flow, entity);
+        let items = self
+            .query_all(
+                || {
+                    self.client
+                        .query()
+                        .table_name(&self.tables.records)
+                        .key_condition_expression("#pk = :pk AND begins_with(#sk, :p)")
+                        .filter_expression("is_open = :t AND attribute_exists(due)")
+                        .projection_expression("#sk, due")
+                        .expression_attribute_names("#pk", PK)
+                        .expression_attribute_names("#sk", SK)
+                        .expression_attribute_values(":pk", s(&pk))
+                        .expression_attribute_values(":p", s(POLL_PREFIX))
+                        .expression_attribute_values(
+                            ":t",
+                            aws_sdk_dynamodb::types::AttributeValue::Bool(true),
+                        )
+                        .consistent_read(true)
+                },
+                None,
+            )
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| {
+                let key = get_s(i, SK)?.strip_prefix(POLL_PREFIX)?.to_string();
+                let due = get_s(i, "due")?.parse().ok()?;
+                Some((key, due))
+            })
             .collect())
     }
 }

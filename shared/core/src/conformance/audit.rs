@@ -126,6 +126,7 @@ pub async fn sent_marks_are_queued_entries<S: RecordStateStore + AuditLog>(s: &S
         },
         hash: format!("hash-{seq}"),
         open: seq == 1,
+        due: None,
         polled_at: at(secs),
     };
     let (m1, m2) = (mark(1, 0), mark(2, 2));

@@ -126,6 +126,7 @@ macro_rules! state_conformance {
                 applied_never_regresses,
                 destination_ids_merge,
                 open_keys_track_open_flag,
+                calendar_keys_carry_the_latest_due_date,
                 get_many_large,
                 last_sent_is_the_poll_side,
             ]

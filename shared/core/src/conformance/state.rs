@@ -43,6 +43,7 @@ pub async fn sent_and_applied_do_not_clobber(s: &dyn RecordStateStore) {
         version: v(1),
         hash: "h1".into(),
         open: true,
+        due: None,
         polled_at: t0(),
     }])
     .await
@@ -56,6 +57,7 @@ pub async fn sent_and_applied_do_not_clobber(s: &dyn RecordStateStore) {
         version: v(2),
         hash: "h2".into(),
         open: false,
+        due: None,
         polled_at: t0(),
     }])
     .await
@@ -135,6 +137,7 @@ pub async fn open_keys_track_open_flag(s: &dyn RecordStateStore) {
         version: v(1),
         hash: "h".into(),
         open,
+        due: None,
         polled_at: t0(),
     };
     s.mark_sent(&[
@@ -153,6 +156,47 @@ pub async fn open_keys_track_open_flag(s: &dyn RecordStateStore) {
     assert_eq!(keys, vec!["A".to_string()]);
 }
 
+/// `calendar_keys` lists open keys with a due date, each with its latest mark's date; a key
+/// whose latest mark is closed or has no due date is not listed.
+pub async fn calendar_keys_carry_the_latest_due_date(s: &dyn RecordStateStore) {
+    let flow = flow_id("calendar");
+    let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 12, d);
+    let mark = |key: &str, seq: u64, open: bool, due| SentMark {
+        key: StateKey::new(flow.clone(), Entity::ArInvoice, key),
+        version: v(seq),
+        hash: "h".into(),
+        open,
+        due,
+        polled_at: t0(),
+    };
+    s.mark_sent(&[
+        mark("A", 1, true, day(1)),
+        mark("B", 1, true, day(2)),
+        mark("C", 1, true, None),
+        mark("D", 1, true, day(4)),
+    ])
+    .await
+    .expect("sent");
+    s.mark_sent(&[mark("A", 2, true, day(9)), mark("D", 2, false, None)])
+        .await
+        .expect("sent");
+    let mut keys = s
+        .calendar_keys(&flow, Entity::ArInvoice)
+        .await
+        .expect("calendar keys");
+    keys.sort();
+    let want: Vec<(String, chrono::NaiveDate)> = [("A", 9), ("B", 2)]
+        .into_iter()
+        .map(|(k, d)| (k.to_string(), day(d).expect("date")))
+        .collect();
+    assert_eq!(keys, want);
+    assert!(s
+        .calendar_keys(&flow, Entity::ApInvoice)
+        .await
+        .expect("other entity")
+        .is_empty());
+}
+
 /// `get_many` handles more keys than one backend request takes (DynamoDB: 100).
 pub async fn get_many_large(s: &dyn RecordStateStore) {
     let flow = flow_id("many");
@@ -162,6 +206,7 @@ pub async fn get_many_large(s: &dyn RecordStateStore) {
             version: v(1),
             hash: format!("h{i}"),
             open: false,
+            due: None,
             polled_at: t0(),
         })
         .collect();
@@ -189,6 +234,7 @@ pub async fn last_sent_is_the_poll_side(s: &dyn RecordStateStore) {
             version: v(seq),
             hash: format!("h{seq}"),
             open,
+            due: None,
             polled_at: t0(),
         }])
         .await

@@ -127,6 +127,7 @@ fn wm(flow: &str, version: u64, day: u32) -> Watermark {
         poll_id: format!("{flow}:{version}"),
         updated_at: t0(),
         mapping: None,
+        notes: Default::default(),
     }
 }
 
@@ -150,6 +151,17 @@ pub async fn save_is_optimistic(s: &dyn WatermarkStore) {
     let rv = Watermark {
         value: WatermarkValue::RowVersion(u64::MAX - 5),
         mapping: Some("0123abcd".into()),
+        notes: crate::watermark::WatermarkNotes {
+            business_date: chrono::NaiveDate::from_ymd_opt(2026, 12, 7),
+            swept: chrono::NaiveDate::from_ymd_opt(2026, 12, 6),
+            swept_rows: Some(381),
+            go_live: Some(crate::watermark::GoLive {
+                date: chrono::NaiveDate::from_ymd_opt(2026, 1, 2).expect("date"),
+                row_version: Some(77),
+                out_of_scope: 75,
+            }),
+            alert: Some("restore detected".into()),
+        },
         ..wm(&flow, 3, 2)
     };
     s.save(&rv).await.expect("rowversion save");

@@ -23,7 +23,11 @@ use crate::error::Result;
 /// version 2 have no `polled_at` (their audit entry is an `mlc_audit` row).
 macro_rules! sent_table {
     () => {
-        "
+        sent_table!("")
+    };
+    ($extra:literal) => {
+        concat!(
+            "
 CREATE TABLE IF NOT EXISTS mlc_sent (
     flow         TEXT NOT NULL,
     record_key   TEXT NOT NULL,
@@ -32,10 +36,13 @@ CREATE TABLE IF NOT EXISTS mlc_sent (
     row_version  INTEGER,
     content_hash TEXT NOT NULL,
     is_open      INTEGER NOT NULL,
-    polled_at    INTEGER,
+    polled_at    INTEGER,",
+            $extra,
+            "
     PRIMARY KEY (flow, record_key, entity, poll_seq)
 ) WITHOUT ROWID;
 "
+        )
     };
 }
 
@@ -43,8 +50,8 @@ CREATE TABLE IF NOT EXISTS mlc_sent (
 /// stored order-preserving (see `db::u64_key`) so SQL compares them like `SourceVersion` does.
 const SCHEMA: Schema = Schema {
     component: "store",
-    version: 3,
-    migrations: &[(2, AUDIT_COLUMNS_V2), (3, SENT_LOG_V3)],
+    version: 4,
+    migrations: &[(2, AUDIT_COLUMNS_V2), (3, SENT_LOG_V3), (4, SENT_DUE_V4)],
     ddl: concat!(
         "
 CREATE TABLE IF NOT EXISTS mlc_flow (
@@ -117,9 +124,13 @@ CREATE TABLE IF NOT EXISTS mlc_budget (
     PRIMARY KEY (scope, window_start)
 ) WITHOUT ROWID;
 ",
-        sent_table!()
+        sent_table!("\n    due          INTEGER,")
     ),
 };
+
+/// Version 4 keeps, per sent mark, the due date of a record whose status moves with the
+/// calendar (days since 1970-01-01): a new business date re-reads exactly those it moves.
+const SENT_DUE_V4: &str = "ALTER TABLE mlc_sent ADD COLUMN due INTEGER;";
 
 /// Version 3 moves what the poll sent from `mlc_record_state` to `mlc_sent`.
 const SENT_LOG_V3: &str = concat!(

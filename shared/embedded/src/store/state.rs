@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use mlc_core::ports::RecordStateStore;
 use mlc_core::state::{AppliedMark, LastSent, SentMark, StateKey};
 use mlc_core::{Entity, PortError, PortResult, RecordState, SourceVersion};
@@ -89,9 +90,19 @@ impl SentRow {
             },
             hash: self.content_hash,
             open: self.open,
+            due: None,
             polled_at: time_from(polled_at),
         }))
     }
+}
+
+/// A date as days since 1970-01-01.
+fn day_number(d: NaiveDate) -> i64 {
+    (d - NaiveDate::default()).num_days()
+}
+
+fn from_day_number(n: i64) -> Option<NaiveDate> {
+    NaiveDate::default().checked_add_signed(chrono::Duration::days(n))
 }
 
 /// Sent marks as bound to the insert, their strings in one buffer: a poll marks thousands of
@@ -110,6 +121,7 @@ struct SentRowBind {
     row_version: Option<i64>,
     open: bool,
     polled_at: i64,
+    due: Option<i64>,
 }
 
 impl SentRows {
@@ -143,6 +155,7 @@ impl SentRows {
                 row_version: m.version.row_version.map(u64_key),
                 open: m.open,
                 polled_at: time(m.polled_at)?,
+                due: m.due.map(day_number),
             });
         }
         Ok(SentRows { text, rows })
@@ -250,8 +263,8 @@ impl RecordStateStore for SqliteStore {
                         .prepare_cached(
                             "INSERT OR REPLACE INTO mlc_sent
                                  (flow, record_key, entity, poll_seq, row_version, content_hash,
-                                  is_open, polled_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                  is_open, polled_at, due)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                         )
                         .map_err(sql("mark_sent"))?;
                     for r in &rows.rows {
@@ -264,6 +277,7 @@ impl RecordStateStore for SqliteStore {
                             rows.text(&r.hash),
                             r.open,
                             r.polled_at,
+                            r.due,
                         ])
                         .map_err(sql("mark_sent"))?;
                     }
@@ -355,6 +369,41 @@ impl RecordStateStore for SqliteStore {
                 Ok(rows
                     .into_iter()
                     .filter_map(|(key, open)| open.then_some(key))
+                    .collect())
+            })
+            .await
+    }
+
+    async fn calendar_keys(
+        &self,
+        flow: &str,
+        entity: Entity,
+    ) -> PortResult<Vec<(String, NaiveDate)>> {
+        let flow = flow.to_string();
+        self.db
+            .run("calendar_keys", move |conn| {
+                let mut stmt = conn
+                    // Each record's latest mark decides, as in `open_keys`.
+                    .prepare_cached(
+                        "SELECT record_key, is_open, due, max(poll_seq) FROM mlc_sent
+                         WHERE flow = ?1 AND entity = ?2 GROUP BY record_key ORDER BY record_key",
+                    )
+                    .map_err(sql("calendar_keys"))?;
+                let rows = stmt
+                    .query_map(params![flow, entity.as_str()], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, bool>(1)?,
+                            r.get::<_, Option<i64>>(2)?,
+                        ))
+                    })
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    .map_err(sql("calendar_keys"))?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(key, open, due)| {
+                        Some((key, from_day_number(due.filter(|_| open)?)?))
+                    })
                     .collect())
             })
             .await

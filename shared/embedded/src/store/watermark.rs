@@ -66,7 +66,7 @@ fn to_watermark(
     flow: &str,
     (entity, value, version, poll_id, updated_at): WatermarkRow,
 ) -> PortResult<Watermark> {
-    let (value, mapping) = decode_value(&value)
+    let (value, mapping, notes) = decode_value(&value)
         .map_err(|e| PortError::permanent("stored watermark value is corrupt", e))?;
     Ok(Watermark {
         flow: flow.to_string(),
@@ -77,6 +77,7 @@ fn to_watermark(
         poll_id,
         updated_at: time_from(updated_at),
         mapping,
+        notes,
     })
 }
 

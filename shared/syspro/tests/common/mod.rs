@@ -46,6 +46,7 @@ pub fn conn(sim: &SimHandle, read_path: ReadPath) -> SysproConnection {
         operator: "ADMIN".into(),
         password: SecretRef::Env("SYSPRO_TEST_PASSWORD".into()),
         company_password: None,
+        terms_source: Default::default(),
         terms_days: sim.terms_days(),
         default_due_days: 30,
         timeout_secs: 5,
