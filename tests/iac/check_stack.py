@@ -398,7 +398,7 @@ def main() -> None:
         "Flow2Id": "globex-monday",
         "Flow2Schedule": "rate(5 minutes)",
         "AlarmTopicArn": topic,
-        "MaxReceiveCount": "12",
+        "MaxReceiveCount": "1000",
         "SalesforceMaxConcurrency": "5",
         "MondayMaxConcurrency": "2",
         "SysproSecretArn": secrets["syspro"],

@@ -14,6 +14,12 @@ use mlc_core::{Clock, FixedClock, SystemClock};
 use mlc_embedded::{EnvSecrets, QueueOptions, SqliteQueue, SqliteStore};
 use mlc_engine::{FlowRuntime, SinkSet};
 
+/// Receives before the local queue dead-letters a message by itself (as SQS's
+/// `maxReceiveCount`, at its maximum): the sink decides dead letters by the retry horizon, with
+/// the reason; the queue's own redrive is only the last resort for a message that crashes
+/// every pass. Hand-backs back off to 15 minutes, so a day of retries is ≈ 100 receives.
+const QUEUE_MAX_RECEIVES: u32 = 1000;
+
 /// A failure while wiring, with its exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -123,7 +129,7 @@ impl App {
         let mut queues = BTreeMap::new();
         for d in DESTINATIONS {
             let opts = QueueOptions {
-                max_receive_count: config.settings.max_attempts + 4,
+                max_receive_count: QUEUE_MAX_RECEIVES,
                 ..QueueOptions::default()
             };
             let q = SqliteQueue::open_named(&state_path, d, opts)

@@ -187,7 +187,10 @@ fn describe(ec: &EntityConfig, stored: Option<&Watermark>, fingerprint: &str) ->
     };
     let base = describe_value(ec, &w.value);
     let whole_anyway = next_read(ec, &w.value).1;
-    if w.mapping.as_deref() != Some(fingerprint) && !whole_anyway {
+    // The stored value is `{fingerprint}.{inputs}`: the mapping is its first part (terms read
+    // from SYSPRO change only the second, and the poll alone knows them).
+    let stored_mapping = w.mapping.as_deref().and_then(|m| m.split('.').next());
+    if stored_mapping != Some(fingerprint) && !whole_anyway {
         format!(
             "{base}; the mapping differs from the last poll's, so the next poll reads the whole entity{} once",
             within_scope(ec)
@@ -478,7 +481,7 @@ fn reset_watermark(
             Some(w) => (v.clone(), w.mapping.clone(), w.notes.clone()),
             None => (
                 v.clone(),
-                Some(DestinationView::of(flow, ec).fingerprint),
+                Some(DestinationView::of(flow, ec).read_under),
                 WatermarkNotes::default(),
             ),
         },
@@ -656,7 +659,7 @@ stage_map = { open = "Prospecting", overdue = "Negotiation/Review", paid = "Clos
             version: 7,
             poll_id: "acme-sf:7".into(),
             updated_at: Utc::now(),
-            mapping: Some(DestinationView::of(flow, ec).fingerprint),
+            mapping: Some(DestinationView::of(flow, ec).read_under),
             notes: WatermarkNotes {
                 business_date: NaiveDate::from_ymd_opt(2026, 12, 1),
                 alert: Some("table shrank".into()),
@@ -713,7 +716,7 @@ stage_map = { open = "Prospecting", overdue = "Negotiation/Review", paid = "Clos
         assert_eq!(first.version, 1);
         assert_eq!(
             first.mapping,
-            Some(DestinationView::of(&f, ec).fingerprint),
+            Some(DestinationView::of(&f, ec).read_under),
             "a position with no fingerprint would be ignored by the next poll"
         );
     }

@@ -132,6 +132,7 @@ mod tests {
                     record,
                     attempt: 0,
                     failure: None,
+                    retry_since: None,
                 }
             })
             .collect();

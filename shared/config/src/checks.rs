@@ -60,6 +60,12 @@ pub fn check_settings(s: &Settings, out: &mut Problems<'_>) {
     if s.state_path.trim().is_empty() {
         out.at(&p.key("state_path"), "must not be empty");
     }
+    if !(1..=MAX_RETRY_HORIZON_HOURS).contains(&s.retry_horizon_hours) {
+        out.at(
+            &p.key("retry_horizon_hours"),
+            format!("must be from 1 to {MAX_RETRY_HORIZON_HOURS} (SQS keeps a message 14 days; a day is left for replay)"),
+        );
+    }
     if s.max_attempts == 0 {
         out.at(&p.key("max_attempts"), "must be at least 1");
     }
@@ -178,6 +184,10 @@ fn check_syspro(flow: &FlowConfig, p: &Path, out: &mut Problems<'_>) {
 }
 
 /// Status-rule overrides apply to the entities whose status they decide.
+/// The longest retry horizon: SQS keeps messages 14 days, and a dead letter needs time to be
+/// seen and replayed.
+const MAX_RETRY_HORIZON_HOURS: u32 = 13 * 24;
+
 fn check_status_rules(e: &EntityConfig, p: &Path, out: &mut Problems<'_>) {
     let r = &e.status_rules;
     let entity = e.entity;

@@ -97,6 +97,7 @@ pub static SETTINGS: Struct = Struct {
     fields: &[
         opt("state_path", Ty::Str),
         opt("max_attempts", U32),
+        opt("retry_horizon_hours", U32),
         opt("max_message_bytes", USIZE),
         opt("max_batch_records", USIZE),
     ],

@@ -37,9 +37,14 @@ pub struct Settings {
     /// Local state: a SQLite file path (relative to the config file). AWS mode ignores it.
     #[serde(default = "default_state_path")]
     pub state_path: String,
-    /// Sink attempts before a retryable failure is dead-lettered.
+    /// Sink attempts a retryable failure gets at least before it may be dead-lettered.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// Hours a record keeps being retried after transient failures (5xx, timeouts, lost
+    /// answers, throttling), counted from when it was read (or replayed), before it is
+    /// dead-lettered with its error chain. Outages shorter than this lose nothing.
+    #[serde(default = "default_retry_horizon_hours")]
+    pub retry_horizon_hours: u32,
     /// Largest queue message (bytes). SQS allows 256 KiB; we keep headroom for attributes.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
@@ -54,6 +59,9 @@ fn default_state_path() -> String {
 fn default_max_attempts() -> u32 {
     8
 }
+fn default_retry_horizon_hours() -> u32 {
+    24
+}
 fn default_max_message_bytes() -> usize {
     240 * 1024
 }
@@ -66,6 +74,7 @@ impl Default for Settings {
         Settings {
             state_path: default_state_path(),
             max_attempts: default_max_attempts(),
+            retry_horizon_hours: default_retry_horizon_hours(),
             max_message_bytes: default_max_message_bytes(),
             max_batch_records: default_max_batch_records(),
         }

@@ -118,6 +118,16 @@ pub struct ChangeEvent {
     /// Why it was dead-lettered, when it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// When its retry horizon starts, if not when it was polled: a replay starts a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_since: Option<DateTime<Utc>>,
+}
+
+impl ChangeEvent {
+    /// When this record's retries started counting against the retry horizon.
+    pub fn retrying_since(&self) -> DateTime<Utc> {
+        self.retry_since.unwrap_or(self.polled_at)
+    }
 }
 
 impl ChangeEvent {
@@ -628,6 +638,7 @@ mod tests {
             record,
             attempt: 0,
             failure: None,
+            retry_since: None,
         }
     }
 

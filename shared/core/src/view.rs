@@ -31,8 +31,13 @@ pub struct DestinationView {
     /// Record fields the destination's payload reads: source columns, dotted master lookups
     /// (`Customer.Name`) and derived `_…` fields. Key columns are always kept besides these.
     pub fields: BTreeSet<String>,
-    /// Hex digest of the mapping and the destination settings that shape the payload.
+    /// Hex digest of the mapping and the destination settings that shape the payload: seeds
+    /// every record's hash, so a change re-sends every record of the entity once.
     pub fingerprint: String,
+    /// `{fingerprint}.{digest of derivation inputs}` (terms, status rules): kept with the
+    /// watermark; when it differs, the next poll reads the entity whole once, and the records'
+    /// own hashes decide which of them are re-sent.
+    pub read_under: String,
 }
 
 impl DestinationView {
@@ -85,25 +90,34 @@ impl DestinationView {
                 }
             }
         }
-        // Due dates come from terms: a terms change (in the flows file, or in SYSPRO's
-        // TblArTerms) changes what the destination sees of every invoice that reads them.
-        let reads_terms = [derived::DUE_DATE, derived::STATUS, derived::AGING]
+        // Terms and status rules change derived values only: they are not part of the hash seed
+        // (the projected `_DueDate`, `_Status`, `_Aging` carry their effect, so only the records
+        // they move are re-sent), but a change of them re-reads the entity once.
+        let calendar = [derived::DUE_DATE, derived::STATUS, derived::AGING]
             .iter()
             .any(|f| fields.contains(*f));
-        if ec.entity == Entity::ArInvoice && reads_terms {
-            shape["terms"] = json!({
-                "days": flow.syspro.terms_days,
-                "default": flow.syspro.default_due_days,
-            });
+        let mut inputs = json!({});
+        if ec.entity.is_invoice() && calendar {
+            // The due date the calendar keeps must be current too.
+            fields.insert(derived::DUE_DATE.into());
+            if ec.entity == Entity::ArInvoice {
+                inputs["terms"] = json!({
+                    "days": flow.syspro.terms_days,
+                    "default": flow.syspro.default_due_days,
+                });
+            }
         }
         if !ec.status_rules.is_default() {
-            shape["status_rules"] = json!(ec.status_rules);
+            inputs["status_rules"] = json!(ec.status_rules);
         }
         let digest = Sha256::digest(shape.to_string().as_bytes());
+        let fingerprint = hex::encode(&digest[..8]);
+        let inputs = hex::encode(&Sha256::digest(inputs.to_string().as_bytes())[..4]);
         DestinationView {
             entity: ec.entity,
             fields,
-            fingerprint: hex::encode(&digest[..8]),
+            read_under: format!("{fingerprint}.{inputs}"),
+            fingerprint,
         }
     }
 

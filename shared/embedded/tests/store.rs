@@ -408,3 +408,28 @@ async fn version_1_files_get_the_lean_audit_indexes_and_failures_use_one() {
         "{plan:?}"
     );
 }
+
+/// The fence: a sent mark of an older poll than the record's latest is refused, so a poll
+/// whose lease lapsed cannot make the next poll believe its older data was the last sent.
+#[tokio::test]
+async fn an_older_polls_sent_mark_never_replaces_a_newer_one() {
+    let (_dir, s) = temp_store();
+    let key = StateKey::new("f", Entity::ArInvoice, "C1|100|I");
+    let mark = |seq: u64, hash: &str| SentMark {
+        key: key.clone(),
+        version: sv(seq, Some(seq * 10)),
+        hash: hash.into(),
+        open: true,
+        due: None,
+        polled_at: t0(),
+    };
+    s.mark_sent(&[mark(6, "newer")]).await.expect("newer");
+    s.mark_sent(&[mark(5, "older")])
+        .await
+        .expect("older is ignored, not an error");
+    let last = s.last_sent(std::slice::from_ref(&key)).await.expect("last");
+    assert_eq!(last[0].1.hash, "newer");
+    s.mark_sent(&[mark(7, "newest")]).await.expect("newest");
+    let last = s.last_sent(std::slice::from_ref(&key)).await.expect("last");
+    assert_eq!(last[0].1.hash, "newest");
+}

@@ -47,6 +47,9 @@ pub enum EngineError {
     /// Another poll holds the flow's lease.
     #[error("flow {0}: another poll holds the lease")]
     LeaseHeld(String),
+    /// This poll's lease lapsed and another poll took it: it stopped before sending more.
+    #[error("flow {0}: the poll's lease lapsed and another poll took it; stopped before sending")]
+    LeaseLost(String),
     /// The flow does not sync this entity (`preview --entity`).
     #[error("flow {flow} does not sync entity {entity}")]
     UnknownEntity {

@@ -24,7 +24,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::derive::{add_derived_for, record_key};
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::plan::{change_filter, next_value, ReadPlan, Tally};
 use crate::quality::{check_row, BadRow};
 use crate::read::EntityReader;
@@ -153,11 +153,13 @@ pub async fn poll_flow_with(
         dry_run: opts.dry_run,
         resync: opts.resync.clone(),
         encoder: EventEncoder::new(&flow.id, &lease.poll_id(), now),
-        lease,
+        poll_seq: lease.poll_seq,
+        poll_id: lease.poll_id(),
+        lease: std::sync::Mutex::new(lease),
     };
     let result = poll.run().await;
     let finished = result.is_ok() && !opts.dry_run;
-    release(rt, &poll.lease, finished).await;
+    release(rt, &poll.lease(), finished).await;
     result
 }
 
@@ -174,10 +176,15 @@ async fn release(rt: &FlowRuntime, lease: &Lease, finished: bool) {
 
 struct PollRun<'a> {
     rt: &'a FlowRuntime,
+    /// The lease's poll sequence: every event's version and sent mark carries it.
+    poll_seq: u64,
+    /// `{flow}:{poll_seq}`.
+    poll_id: String,
     /// The flow as this poll derives it (terms from SYSPRO when configured).
     flow: std::sync::Arc<mlc_core::FlowConfig>,
     source: &'a dyn Source,
-    lease: Lease,
+    /// Renewed while the poll runs (interior: the staging side renews it before it sends).
+    lease: std::sync::Mutex<Lease>,
     polled_at: DateTime<Utc>,
     today: NaiveDate,
     dry_run: bool,
@@ -203,7 +210,7 @@ impl PollRun<'_> {
         let flow = self.flow.clone();
         let mut report = PollReport {
             flow: flow.id.clone(),
-            poll_id: self.lease.poll_id(),
+            poll_id: self.poll_id.clone(),
             ..Default::default()
         };
         for ec in &flow.entities {
@@ -217,16 +224,41 @@ impl PollRun<'_> {
         Ok(report)
     }
 
-    async fn renew_if_due(&mut self) -> Result<()> {
+    /// The lease as last renewed.
+    fn lease(&self) -> Lease {
+        self.lease
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn renew_if_due(&self) -> Result<()> {
+        self.renew(false).await
+    }
+
+    /// Renews the lease (when half of it is spent, or always when `force`). A poll whose lease
+    /// another poll has taken stops here, before it sends anything more: two polls of a flow
+    /// never send at once, and an older one never overwrites what a newer one sent.
+    async fn renew(&self, force: bool) -> Result<()> {
         let now = self.rt.clock.now();
+        let current = self.lease();
         let half = chrono::Duration::from_std(self.rt.lease_ttl / 2).unwrap_or_default();
-        if self.lease.expires_at - now < half {
-            self.lease = self
-                .rt
-                .watermarks
-                .renew_lease(&self.lease, self.rt.lease_ttl, now)
-                .await?;
+        if !force && current.expires_at - now >= half {
+            return Ok(());
         }
+        let renewed = self
+            .rt
+            .watermarks
+            .renew_lease(&current, self.rt.lease_ttl, now)
+            .await
+            .map_err(|e| match e {
+                mlc_core::PortError::Conflict(_) => EngineError::LeaseLost(self.flow.id.clone()),
+                other => other.into(),
+            })?;
+        *self
+            .lease
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = renewed;
         Ok(())
     }
 
@@ -290,7 +322,7 @@ impl PollRun<'_> {
         // (not only the ones SYSPRO changes next) reaches the destination in its new shape.
         let remapped = stored
             .as_ref()
-            .is_some_and(|w| w.mapping.as_deref() != Some(view.fingerprint.as_str()));
+            .is_some_and(|w| w.mapping.as_deref() != Some(view.read_under.as_str()));
         if remapped {
             info!(flow = %flow_cfg.id, entity = %entity, "mapping changed since the last poll: reading the whole entity once");
         }
@@ -440,9 +472,9 @@ impl PollRun<'_> {
             entity,
             value: next_value(strategy, &mark, &tally, rescan, self.today),
             version: stored.map(|w| w.version).unwrap_or(0) + 1,
-            poll_id: self.lease.poll_id(),
+            poll_id: self.poll_id.clone(),
             updated_at: self.rt.clock.now(),
-            mapping: Some(view.fingerprint.clone()),
+            mapping: Some(view.read_under.clone()),
             notes,
         };
         self.rt.watermarks.save(&wm).await?;
@@ -629,7 +661,7 @@ impl PollRun<'_> {
         }
         let entries: Vec<_> = bad
             .iter()
-            .map(|b| b.audit_entry(flow, self.lease.poll_seq, self.polled_at))
+            .map(|b| b.audit_entry(flow, self.poll_seq, self.polled_at))
             .collect();
         self.rt.audit.append(&entries).await?;
         Ok(())
@@ -707,12 +739,12 @@ impl PollRun<'_> {
                     continue;
                 }
                 let version = SourceVersion {
-                    poll_seq: self.lease.poll_seq,
+                    poll_seq: self.poll_seq,
                     row_version,
                 };
                 let RecordJson { json, hash } = json;
                 let sent_hash = if force {
-                    resync_hash(&hash, self.lease.poll_seq)
+                    resync_hash(&hash, self.poll_seq)
                 } else {
                     hash.clone()
                 };
@@ -756,6 +788,7 @@ impl PollRun<'_> {
             return Ok(());
         }
         report.messages += batches.len();
+        self.renew(true).await?;
         self.rt.queue.send_encoded(batches).await?;
         // The marks are the `queued` audit entries too (see `RecordStateStore::mark_sent`).
         self.rt.state.mark_sent(&marks).await?;

@@ -163,6 +163,7 @@ fn event(
         record,
         attempt: 0,
         failure: None,
+        retry_since: None,
     }
 }
 

@@ -6,7 +6,6 @@
 //! original. A crash between those steps duplicates at most (never loses); sinks absorb
 //! duplicates by version.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -86,6 +85,13 @@ pub struct ReplayedRecord {
 }
 
 /// Moves matching dead letters back to the main queue.
+///
+/// A FIFO queue delivers nothing more from a message group while its head is in flight, so a
+/// scan cannot hold the messages it leaves in place: each examined message that stays dead is
+/// re-sent to the tail of the dead-letter queue (marked with this scan's id) and the original
+/// deleted. The scan ends when a receive brings back only its own marked messages, so it
+/// examines every dead letter once, however deep the queue and whatever the groups, and a dry
+/// run counts exactly.
 pub async fn replay(
     queue: &dyn Queue,
     audit: &dyn AuditLog,
@@ -97,93 +103,93 @@ pub async fn replay(
         dry_run: filter.dry_run,
         ..Default::default()
     };
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut looked_at: Vec<String> = Vec::new();
-    // Hidden while this scan runs; what is left in place is handed back at the end.
+    let marker = format!("replay-scan:{}:", uuid::Uuid::new_v4().simple());
     let visibility = Duration::from_secs(60);
     'outer: loop {
         let got = queue.receive_dead(10, visibility).await?;
-        if got.is_empty() {
-            break;
-        }
-        let mut any_new = false;
-        for d in got {
-            if !seen.insert(d.message_id.clone()) {
+        let mut examined = 0;
+        for d in &got {
+            if d.batch
+                .nonce
+                .as_deref()
+                .is_some_and(|n| n.starts_with(&marker))
+            {
+                // Already examined by this scan: visible again for the next one.
+                queue.nack_dead(&d.receipt, Duration::ZERO).await?;
                 continue;
             }
-            any_new = true;
+            examined += 1;
             report.messages += 1;
-            let (mut hit, rest): (Vec<ChangeEvent>, Vec<ChangeEvent>) = d
+            let (mut hit, mut rest): (Vec<ChangeEvent>, Vec<ChangeEvent>) = d
                 .batch
                 .events
                 .iter()
                 .cloned()
                 .partition(|e| filter.matches(e));
             let room = limit.saturating_sub(report.moved);
-            let mut rest = rest;
             if hit.len() > room {
                 rest.extend(hit.split_off(room));
             }
             report.left += rest.len();
-            if hit.is_empty() || filter.dry_run {
-                report.moved += if filter.dry_run { hit.len() } else { 0 };
-                for e in &hit {
-                    report.records.push(replayed(e));
-                }
-                // Leave the message where it is, visible again once this scan is done.
-                looked_at.push(d.receipt.clone());
-                if report.moved >= limit {
-                    break 'outer;
-                }
-                continue;
+            report.moved += hit.len();
+            report.records.extend(hit.iter().map(replayed));
+            if filter.dry_run {
+                rest.append(&mut hit);
+            } else if !hit.is_empty() {
+                move_back(queue, audit, clock, &d.batch, hit).await?;
             }
-            let now = clock.now();
-            let mut entries = Vec::with_capacity(hit.len());
-            for e in &hit {
-                report.records.push(replayed(e));
-                entries.push(replay_entry(e, now));
-            }
-            let events: Vec<ChangeEvent> = hit
-                .into_iter()
-                .map(|mut e| {
-                    e.failure = None;
-                    e.attempt = 0;
-                    e
-                })
-                .collect();
-            report.moved += events.len();
-            queue
-                .send(&[ChangeBatch {
-                    flow: d.batch.flow.clone(),
-                    stream: d.batch.stream.clone(),
-                    events,
-                    nonce: Some(uuid::Uuid::new_v4().to_string()),
-                }])
-                .await?;
             if !rest.is_empty() {
                 queue
                     .dead_letter(&ChangeBatch {
                         flow: d.batch.flow.clone(),
                         stream: d.batch.stream.clone(),
                         events: rest,
-                        nonce: Some(uuid::Uuid::new_v4().to_string()),
+                        nonce: Some(format!("{marker}{}", uuid::Uuid::new_v4().simple())),
                     })
                     .await?;
             }
             queue.ack_dead(&d.receipt).await?;
-            audit.append(&entries).await?;
             if report.moved >= limit {
                 break 'outer;
             }
         }
-        if !any_new {
+        if examined == 0 {
             break;
         }
     }
-    for receipt in looked_at {
-        queue.nack_dead(&receipt, Duration::ZERO).await?;
-    }
     Ok(report)
+}
+
+/// Sends dead letters back to the main queue as fresh records (attempts and failure cleared,
+/// a new retry horizon), audited as `replayed`.
+async fn move_back(
+    queue: &dyn Queue,
+    audit: &dyn AuditLog,
+    clock: &dyn Clock,
+    from: &ChangeBatch,
+    hit: Vec<ChangeEvent>,
+) -> Result<()> {
+    let now = clock.now();
+    let entries: Vec<AuditEntry> = hit.iter().map(|e| replay_entry(e, now)).collect();
+    let events: Vec<ChangeEvent> = hit
+        .into_iter()
+        .map(|mut e| {
+            e.failure = None;
+            e.attempt = 0;
+            e.retry_since = Some(now);
+            e
+        })
+        .collect();
+    queue
+        .send(&[ChangeBatch {
+            flow: from.flow.clone(),
+            stream: from.stream.clone(),
+            events,
+            nonce: Some(uuid::Uuid::new_v4().to_string()),
+        }])
+        .await?;
+    audit.append(&entries).await?;
+    Ok(())
 }
 
 fn replayed(e: &ChangeEvent) -> ReplayedRecord {

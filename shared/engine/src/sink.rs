@@ -276,17 +276,22 @@ impl FlowPass<'_> {
         for ((idx, w), outcome) in to_write.into_iter().zip(outcomes) {
             let it = &items[idx];
             let k = StateKey::new(flow.clone(), w.event.entity, w.event.key.id());
-            // A retry past the attempt limit is a permanent failure (deferrals never count).
+            // A transient failure is retried until the retry horizon has passed since the
+            // record was read (or replayed), and at least `max_attempts` times; only then is it
+            // a permanent failure. Deferrals never count.
             let outcome = match outcome {
                 RecordOutcome::Retry { failure, .. }
                     if failure.kind != mlc_core::FailureKind::Deferred
-                        && it.attempt >= rt.settings.max_attempts =>
+                        && self.horizon_passed(&w.event, it.attempt) =>
                 {
                     RecordOutcome::Permanent(Failure {
                         kind: mlc_core::FailureKind::Permanent,
                         message: format!(
-                            "retries exhausted after {} attempts: {}",
-                            it.attempt, failure.message
+                            "retries exhausted: failing since {} ({} attempts, retry horizon {} h): {}",
+                            w.event.retrying_since().format("%Y-%m-%d %H:%M UTC"),
+                            it.attempt,
+                            rt.settings.retry_horizon_hours,
+                            failure.message
                         ),
                         ..failure
                     })
@@ -381,9 +386,11 @@ impl FlowPass<'_> {
                         Default::default(),
                         chain_of(&failure),
                     ));
+                    // Deferrals back off too (from 30 s): a record waiting hours for what it
+                    // depends on costs a few receives an hour, not hundreds.
                     let delay = jitter(after.unwrap_or_else(|| {
                         if deferred {
-                            DEFAULT_RETRY
+                            DEFAULT_RETRY.max(backoff(it.attempt))
                         } else {
                             backoff(it.attempt)
                         }
@@ -449,6 +456,13 @@ impl FlowPass<'_> {
         Ok(())
     }
 
+    /// True when a record failing transiently has used its retry horizon (and its minimum
+    /// attempts): from then on it is dead-lettered.
+    fn horizon_passed(&self, event: &ChangeEvent, attempt: u32) -> bool {
+        let horizon = chrono::Duration::hours(i64::from(self.rt.settings.retry_horizon_hours));
+        attempt >= self.rt.settings.max_attempts && self.now - event.retrying_since() >= horizon
+    }
+
     /// Maps a whole-call failure to per-record outcomes.
     async fn whole_call_failure(&self, e: SinkError, n: usize) -> Result<Vec<RecordOutcome>> {
         let flow = &self.rt.flow.id;
@@ -463,7 +477,16 @@ impl FlowPass<'_> {
                 (Some(wait), Failure::retryable(e.to_string()))
             }
             SinkError::Auth(_) | SinkError::Config(_) => {
-                (Some(AUTH_RETRY), Failure::retryable(e.to_string()))
+                // No retry of a record fixes credentials or configuration: pause the flow (said
+                // in `status`), count no attempt, and probe again when the pause ends.
+                let until = self.now
+                    + chrono::Duration::from_std(AUTH_RETRY)
+                        .unwrap_or_else(|_| chrono::Duration::minutes(5));
+                self.rt
+                    .watermarks
+                    .set_pause(flow, Some(until), Some(&e.to_string()))
+                    .await?;
+                (Some(AUTH_RETRY), Failure::deferred(e.to_string()))
             }
             _ => (None, Failure::retryable(e.to_string())),
         };

@@ -171,6 +171,7 @@ pub fn event(entity: Entity, key: &[&str], poll_seq: u64, record: Value) -> Chan
         record: rec,
         attempt: 0,
         failure: None,
+        retry_since: None,
     }
 }
 

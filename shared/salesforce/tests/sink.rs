@@ -163,6 +163,7 @@ fn event(entity: Entity, key: RecordKey, record: Value) -> ChangeEvent {
         record: record.as_object().cloned().unwrap(),
         attempt: 0,
         failure: None,
+        retry_since: None,
     }
 }
 

@@ -52,6 +52,7 @@ pub fn event(flow: &str, key: &str, poll_seq: u64) -> ChangeEvent {
         record,
         attempt: 0,
         failure: None,
+        retry_since: None,
     }
 }
 

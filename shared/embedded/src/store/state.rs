@@ -258,13 +258,19 @@ impl RecordStateStore for SqliteStore {
             .run("mark_sent", move |conn| {
                 let tx = write_tx(conn)?;
                 {
-                    // A key sent twice by one poll keeps its last mark, as a state would.
+                    // A key sent twice by one poll keeps its last mark, as a state would. A
+                    // mark of an older poll than the record's latest is refused (the fence: a
+                    // poll whose lease lapsed never overwrites what a newer poll sent).
                     let mut stmt = tx
                         .prepare_cached(
                             "INSERT OR REPLACE INTO mlc_sent
                                  (flow, record_key, entity, poll_seq, row_version, content_hash,
                                   is_open, polled_at, due)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+                             WHERE NOT EXISTS (
+                                 SELECT 1 FROM mlc_sent
+                                 WHERE flow = ?1 AND record_key = ?2 AND entity = ?3
+                                   AND poll_seq > ?4)",
                         )
                         .map_err(sql("mark_sent"))?;
                     for r in &rows.rows {

@@ -148,6 +148,8 @@ pub struct Dest {
     pub reject: HashSet<String>,
     /// whole calls that answer "later"
     pub throttle_calls: usize,
+    /// whole calls refused for credentials
+    pub auth_fail_calls: usize,
 }
 
 #[derive(Clone, Default)]
@@ -188,6 +190,12 @@ impl Sink for MemSink {
     }
     async fn write(&self, batch: &[PendingWrite]) -> Result<Vec<RecordOutcome>, SinkError> {
         let mut d = self.0.lock().unwrap();
+        if d.auth_fail_calls > 0 {
+            d.auth_fail_calls -= 1;
+            return Err(SinkError::Auth(
+                "INVALID_SESSION_ID: session expired".into(),
+            ));
+        }
         if d.throttle_calls > 0 {
             d.throttle_calls -= 1;
             return Ok(batch
@@ -296,7 +304,8 @@ impl World {
                 SqliteQueue::open(
                     &path,
                     QueueOptions {
-                        max_receive_count: 20,
+                        // As the CLI: the sink dead-letters by the retry horizon, with the reason.
+                        max_receive_count: 1000,
                         ..Default::default()
                     },
                 )

@@ -25,6 +25,7 @@ fn event(key: &str, reason: Option<&str>) -> ChangeEvent {
         record: Default::default(),
         attempt: 1,
         failure: reason.map(Failure::permanent),
+        retry_since: None,
     }
 }
 

@@ -7,6 +7,7 @@
 //! - `batching`: 1,000 changed invoices cost the same Salesforce calls through SQS events of
 //!   ≤ 10 messages as through the local SQLite drain; one bad record dead-letters alone.
 //! - `fifo`: FIFO group hand-back and retry delays set on the queue.
+//! - `replay_deep`: replay finds a key behind 500 dead letters of one group; exact dry run.
 //! - `cargo_lambda`: the `replay` binary under `cargo lambda watch`, invoked by
 //!   `cargo lambda invoke`.
 //! - `trigger`: the `trigger` binary the same way, with function-URL events: signature (secret
@@ -19,5 +20,6 @@ mod cargo_lambda;
 mod common;
 mod e2e;
 mod fifo;
+mod replay_deep;
 mod trigger;
 mod watch;
