@@ -76,7 +76,7 @@ GRANTS: dict[str, set[tuple[str, str]]] = {
     | pairs(XRAY, ["*"])
     | pairs(["lambda:InvokeFunction"], ["PollFunction"])
     | pairs(["secretsmanager:GetSecretValue"], ["TriggerSecret", "TriggerSecretArn"])
-    | pairs(["dynamodb:GetItem", "dynamodb:PutItem"], ["ControlTable"]),
+    | pairs(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["ControlTable"]),
 }
 
 # What each function cannot run without (a missing one would fail in AWS, not here).
@@ -92,8 +92,11 @@ ESSENTIAL: dict[str, set[tuple[str, str]]] = {
     | pairs(LOGS, ["SinkMondayLogGroup"]),
     "ReplayRole": pairs(["sqs:ReceiveMessage", "sqs:DeleteMessage"], ["SalesforceDeadLetterQueue", "MondayDeadLetterQueue"])
     | pairs(["sqs:SendMessage"], ["SalesforceQueue", "MondayQueue"]),
+    # The trigger claims request ids with a conditional UpdateItem (the shared budget store,
+    # shared/aws/src/dynamo/budget.rs) and reads the run item with GetItem.
     "TriggerRole": pairs(["lambda:InvokeFunction"], ["PollFunction"])
-    | pairs(["secretsmanager:GetSecretValue"], ["TriggerSecret"]),
+    | pairs(["secretsmanager:GetSecretValue"], ["TriggerSecret"])
+    | pairs(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["ControlTable"]),
 }
 
 

@@ -482,7 +482,21 @@ struct FlowStatus {
     watermarks: BTreeMap<String, serde_json::Value>,
     /// Per entity: initial scope, what it left out, last sweep, alert (from the notes).
     entities: BTreeMap<String, crate::watermark::EntityNotes>,
+    /// Records sent over an hour ago and not applied (at most `UNAPPLIED_SHOWN` counted).
+    unapplied: usize,
+    /// The oldest of them.
+    oldest_unapplied: Option<UnappliedRecord>,
 }
+
+/// A record sent and not applied, for `status`.
+#[derive(Debug, Serialize)]
+struct UnappliedRecord {
+    record: String,
+    sent_at: DateTime<Utc>,
+}
+
+/// Records sent and not applied that `status` counts at most.
+const UNAPPLIED_SHOWN: usize = 10_000;
 
 async fn status(app: &App, json: bool) -> Result<u8, AppError> {
     use mlc_core::ports::WatermarkStore;
@@ -493,7 +507,23 @@ async fn status(app: &App, json: bool) -> Result<u8, AppError> {
         let wms = app.store.list(&flow.id).await.map_err(runtime_err)?;
         let entities = crate::watermark::flow_notes(&flow, &wms);
         let depth = app.queue_for(&flow).depth().await.map_err(runtime_err)?;
+        // Sent over an hour ago and not applied: waiting, retrying, dead-lettered or lost.
+        let names: Vec<mlc_core::Entity> = flow.entities.iter().map(|e| e.entity).collect();
+        let unapplied = mlc_core::ports::RecordStateStore::unapplied(
+            &app.store,
+            &flow.id,
+            &names,
+            now - chrono::Duration::hours(1),
+            UNAPPLIED_SHOWN,
+        )
+        .await
+        .map_err(runtime_err)?;
         out.push(FlowStatus {
+            unapplied: unapplied.len(),
+            oldest_unapplied: unapplied.first().map(|u| UnappliedRecord {
+                record: format!("{}/{}", u.key.entity, u.key.key),
+                sent_at: u.sent_at,
+            }),
             flow: flow.id.clone(),
             destination: flow.destination_name().into(),
             last_poll: (info.last_poll_seq > 0)
@@ -566,6 +596,12 @@ async fn status(app: &App, json: bool) -> Result<u8, AppError> {
         );
         println!("* queue figures are per destination queue, shared by that destination's flows");
         for s in &out {
+            if let Some(o) = &s.oldest_unapplied {
+                println!(
+                    "  {}: {} record(s) sent over an hour ago and not applied (oldest {} sent {}); re-sent from state after settings.resend_unapplied_after_hours",
+                    s.flow, s.unapplied, o.record, o.sent_at
+                );
+            }
             for (e, w) in &s.watermarks {
                 println!("  {} {e}: {w}", s.flow);
             }

@@ -60,6 +60,15 @@ pub fn check_settings(s: &Settings, out: &mut Problems<'_>) {
     if s.state_path.trim().is_empty() {
         out.at(&p.key("state_path"), "must not be empty");
     }
+    if s.resend_unapplied_after_hours <= s.retry_horizon_hours {
+        out.at(
+            &p.key("resend_unapplied_after_hours"),
+            format!(
+                "must be longer than retry_horizon_hours ({}): a record still being retried must not be sent twice",
+                s.retry_horizon_hours
+            ),
+        );
+    }
     if !(1..=MAX_RETRY_HORIZON_HOURS).contains(&s.retry_horizon_hours) {
         out.at(
             &p.key("retry_horizon_hours"),

@@ -98,6 +98,7 @@ pub static SETTINGS: Struct = Struct {
         opt("state_path", Ty::Str),
         opt("max_attempts", U32),
         opt("retry_horizon_hours", U32),
+        opt("resend_unapplied_after_hours", U32),
         opt("max_message_bytes", USIZE),
         opt("max_batch_records", USIZE),
     ],

@@ -1103,3 +1103,30 @@ fn status_rules_apply_to_the_entities_whose_status_they_decide() {
         "cannot be a SYSPRO column name",
     );
 }
+
+#[test]
+fn retry_horizon_and_resend_bounds() {
+    let text = edit(
+        SF,
+        "max_attempts = 5\n",
+        "max_attempts = 5\nretry_horizon_hours = 400\n",
+    );
+    let e = errors(&text);
+    assert_problem(
+        &e,
+        line_of(&text, "retry_horizon_hours"),
+        "settings.retry_horizon_hours",
+        "must be from 1 to 312",
+    );
+    let text = edit(
+        SF,
+        "max_attempts = 5\n",
+        "max_attempts = 5\nretry_horizon_hours = 48\nresend_unapplied_after_hours = 48\n",
+    );
+    assert_only(
+        &text,
+        "resend_unapplied_after_hours",
+        "settings.resend_unapplied_after_hours",
+        "must be longer than retry_horizon_hours (48)",
+    );
+}

@@ -45,6 +45,11 @@ pub struct Settings {
     /// dead-lettered with its error chain. Outages shorter than this lose nothing.
     #[serde(default = "default_retry_horizon_hours")]
     pub retry_horizon_hours: u32,
+    /// Hours after which a record sent and never applied (lost in flight, a dead letter from an
+    /// exhausted retry horizon, one whose queue message expired) is re-sent from state, once
+    /// per business date. Longer than `retry_horizon_hours`.
+    #[serde(default = "default_resend_unapplied_after_hours")]
+    pub resend_unapplied_after_hours: u32,
     /// Largest queue message (bytes). SQS allows 256 KiB; we keep headroom for attributes.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
@@ -62,6 +67,9 @@ fn default_max_attempts() -> u32 {
 fn default_retry_horizon_hours() -> u32 {
     24
 }
+fn default_resend_unapplied_after_hours() -> u32 {
+    48
+}
 fn default_max_message_bytes() -> usize {
     240 * 1024
 }
@@ -75,6 +83,7 @@ impl Default for Settings {
             state_path: default_state_path(),
             max_attempts: default_max_attempts(),
             retry_horizon_hours: default_retry_horizon_hours(),
+            resend_unapplied_after_hours: default_resend_unapplied_after_hours(),
             max_message_bytes: default_max_message_bytes(),
             max_batch_records: default_max_batch_records(),
         }

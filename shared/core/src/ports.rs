@@ -210,6 +210,17 @@ pub trait RecordStateStore: Send + Sync {
     /// Keys of an entity that were open when last polled.
     async fn open_keys(&self, flow: &str, entity: Entity) -> PortResult<Vec<String>>;
 
+    /// Records of a flow's `entities` whose latest sent version was sent before `sent_before`
+    /// and was never applied (nor a newer one): in flight far too long, waiting, or
+    /// dead-lettered. Oldest first, at most `limit`.
+    async fn unapplied(
+        &self,
+        flow: &str,
+        entities: &[Entity],
+        sent_before: DateTime<Utc>,
+        limit: usize,
+    ) -> PortResult<Vec<Unapplied>>;
+
     /// Keys of an entity that were open when last polled and have a due date
     /// ([`crate::state::SentMark::due`]), with it. Stores used only by sinks keep no due dates
     /// and answer with none.
@@ -220,6 +231,17 @@ pub trait RecordStateStore: Send + Sync {
     ) -> PortResult<Vec<(String, chrono::NaiveDate)>> {
         Ok(Vec::new())
     }
+}
+
+/// A record sent and never applied ([`RecordStateStore::unapplied`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unapplied {
+    /// The record.
+    pub key: StateKey,
+    /// The version sent.
+    pub version: crate::SourceVersion,
+    /// When the poll that sent it ran.
+    pub sent_at: DateTime<Utc>,
 }
 
 /// The append-only audit trail.

@@ -7,6 +7,7 @@
 //! - [`read`]: an entity's rows as the destination needs them (lookups, child aggregates);
 //! - [`plan`]: the change filter, the initial scope and the watermark's next value;
 //! - [`calendar`]: which open records a new business date moves;
+//! - [`heal`]: records sent long ago and never applied, re-sent from state;
 //! - [`scope`]: the initial scope as filters;
 //! - [`terms`]: invoice terms read from SYSPRO's `TblArTerms`;
 //! - [`quality`]: rows that cannot be synced, recorded as source-data errors;
@@ -26,6 +27,7 @@ pub mod calendar;
 pub mod children;
 pub mod derive;
 pub mod error;
+pub mod heal;
 pub mod local;
 pub mod plan;
 pub mod poll;

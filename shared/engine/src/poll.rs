@@ -85,6 +85,8 @@ pub struct EntityPollReport {
     pub calendar: usize,
     /// Records found gone from SYSPRO (marked removed at the destination).
     pub removed: usize,
+    /// Records sent long ago and never applied, re-sent.
+    pub resent_unapplied: usize,
 }
 
 /// Options of one poll.
@@ -454,6 +456,16 @@ impl PollRun<'_> {
                 &mut report,
             )
             .await?;
+        }
+        if !first && !self.dry_run && notes.business_date.is_some_and(|d| d < self.today) {
+            // Once per business date: what was sent long ago and never applied goes again.
+            let keys = crate::heal::keys_to_resend(self.rt, entity, self.rt.clock.now()).await?;
+            if !keys.is_empty() {
+                warn!(flow = %self.flow.id, entity = %entity, records = keys.len(), "re-sending records sent long ago and never applied");
+                report.resent_unapplied += keys.len();
+                self.read_keys(&mut reader, &keys, &mut pending, &mut report, true)
+                    .await?;
+            }
         }
         pending.seal();
         self.flush(&mut pending, &mut report).await?;
@@ -854,5 +866,6 @@ impl EntityPollReport {
         self.out_of_scope += other.out_of_scope;
         self.calendar += other.calendar;
         self.removed += other.removed;
+        self.resent_unapplied += other.resent_unapplied;
     }
 }

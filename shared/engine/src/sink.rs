@@ -53,6 +53,10 @@ pub struct SinkReport {
     pub verdicts: Vec<(String, MessageVerdict)>,
 }
 
+/// How the message of a record dead-lettered by its retry horizon starts (not a data error:
+/// the record is re-sent from state later, see `heal`).
+pub const RETRIES_EXHAUSTED: &str = "retries exhausted";
+
 /// Delay when a failure says "later" without saying when.
 const DEFAULT_RETRY: Duration = Duration::from_secs(30);
 /// Delay after an authentication failure: someone must fix credentials.
@@ -287,7 +291,7 @@ impl FlowPass<'_> {
                     RecordOutcome::Permanent(Failure {
                         kind: mlc_core::FailureKind::Permanent,
                         message: format!(
-                            "retries exhausted: failing since {} ({} attempts, retry horizon {} h): {}",
+                            "{RETRIES_EXHAUSTED}: failing since {} ({} attempts, retry horizon {} h): {}",
                             w.event.retrying_since().format("%Y-%m-%d %H:%M UTC"),
                             it.attempt,
                             rt.settings.retry_horizon_hours,

@@ -128,3 +128,73 @@ async fn refused_credentials_pause_the_flow_count_no_attempt_and_resume_by_thems
     assert_eq!(w.dest.0.lock().unwrap().records.len(), 6);
     assert!(dead_letters(&w).await.is_empty());
 }
+
+/// The poll at `hours` after now (a later business date).
+async fn poll_at(w: &World, hours: i64) -> mlc_engine::PollReport {
+    let mut rt = w.runtime(DAY);
+    rt.clock = Arc::new(FixedClock::at(Utc::now() + chrono::Duration::hours(hours)));
+    poll_flow(&rt, &w.source, "p").await.unwrap()
+}
+
+#[tokio::test]
+async fn records_sent_and_never_applied_are_re_sent_from_state_but_data_errors_stay() {
+    let w = World::new();
+    w.seed(2, 4);
+    // Due long after the days this test runs on: no status moves with the calendar.
+    let rows: Vec<mlc_core::Record> =
+        w.source.0.lock().unwrap().rows[&mlc_core::Entity::ArInvoice].clone();
+    for mut row in rows {
+        row.insert("InvoiceDate".into(), serde_json::json!("2027-03-01"));
+        w.source
+            .upsert(mlc_core::Entity::ArInvoice, serde_json::Value::Object(row));
+    }
+    w.dest
+        .0
+        .lock()
+        .unwrap()
+        .reject
+        .insert("0000001".to_string());
+    poll_flow(&w.runtime(DAY), &w.source, "p").await.unwrap();
+    // The invoices' message is lost in flight (acked, never written); the customers' message
+    // is written, one customer refused for its data.
+    let got = w.queue.receive(10, Duration::from_secs(30)).await.unwrap();
+    for d in &got {
+        if d.batch
+            .events
+            .iter()
+            .any(|e| e.entity == mlc_core::Entity::ArInvoice)
+        {
+            w.queue.ack(&d.receipt).await.unwrap();
+        } else {
+            w.queue.nack(&d.receipt, Duration::ZERO).await.unwrap();
+        }
+    }
+    drain(w.queue.as_ref(), &sinks_at(&w, 0), &quick_drain())
+        .await
+        .unwrap();
+    assert_eq!(
+        w.dest.0.lock().unwrap().records.len(),
+        1,
+        "one customer written"
+    );
+    let same_day = poll_flow(&w.runtime(DAY), &w.source, "p").await.unwrap();
+    assert_eq!(same_day.queued(), 0, "unchanged in SYSPRO: nothing to send");
+
+    // Two days later the poll finds the four invoices sent and never applied.
+    let r = poll_at(&w, 49).await;
+    let inv = r.entities.iter().find(|e| e.entity == "ArInvoice").unwrap();
+    assert_eq!(inv.resent_unapplied, 4, "{r:?}");
+    let cust = r
+        .entities
+        .iter()
+        .find(|e| e.entity == "ArCustomer")
+        .unwrap();
+    assert_eq!(
+        cust.resent_unapplied, 0,
+        "the refused customer waits for a fix: {r:?}"
+    );
+    drain(w.queue.as_ref(), &sinks_at(&w, 49), &quick_drain())
+        .await
+        .unwrap();
+    assert_eq!(w.dest.0.lock().unwrap().records.len(), 5);
+}

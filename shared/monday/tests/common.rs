@@ -46,6 +46,16 @@ impl RecordStateStore for MemState {
         s.applied_at = Some(mark.at);
         Ok(true)
     }
+    async fn unapplied(
+        &self,
+        _flow: &str,
+        _entities: &[Entity],
+        _sent_before: chrono::DateTime<chrono::Utc>,
+        _limit: usize,
+    ) -> PortResult<Vec<mlc_core::ports::Unapplied>> {
+        // Sink tests never poll: nothing is sent through this store.
+        Ok(Vec::new())
+    }
     async fn open_keys(&self, _flow: &str, _entity: Entity) -> PortResult<Vec<String>> {
         Ok(Vec::new())
     }

@@ -17,7 +17,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
-use mlc_core::ports::{AuditLog, RecordStateStore};
+use chrono::{DateTime, Utc};
+use mlc_core::ports::{AuditLog, RecordStateStore, Unapplied};
 use mlc_core::state::{AppliedMark, SentMark, StateKey};
 use mlc_core::{AuditEntry, Entity, PortError, PortResult, RecordState};
 
@@ -123,6 +124,7 @@ impl RecordStateStore for DynamoStore {
                 if let Some(due) = m.due {
                     item.insert("due".into(), s(due.to_string()));
                 }
+                item.insert("sent_at".into(), s(time_value(m.polled_at)));
                 item
             })
             .collect();
@@ -199,6 +201,65 @@ impl RecordStateStore for DynamoStore {
             .iter()
             .filter_map(|i| get_s(i, SK)?.strip_prefix(POLL_PREFIX).map(str::to_string))
             .collect())
+    }
+
+    async fn unapplied(
+        &self,
+        flow: &str,
+        entities: &[Entity],
+        sent_before: DateTime<Utc>,
+        limit: usize,
+    ) -> PortResult<Vec<Unapplied>> {
+        let mut out = Vec::new();
+        for entity in entities {
+            let pk = record_pk(flow, *entity);
+            // The poll and sink items of one entity are one partition: read both sides once.
+            let items = self
+                .query_all(
+                    || {
+                        self.client
+                            .query()
+                            .table_name(&self.tables.records)
+                            .key_condition_expression("#pk = :pk")
+                            .projection_expression("#sk, sent_version, sent_at, applied_version")
+                            .expression_attribute_names("#pk", PK)
+                            .expression_attribute_names("#sk", SK)
+                            .expression_attribute_values(":pk", s(&pk))
+                            .consistent_read(true)
+                    },
+                    None,
+                )
+                .await?;
+            let mut applied: HashMap<&str, mlc_core::SourceVersion> = HashMap::new();
+            for i in &items {
+                if let Some(k) = get_s(i, SK).and_then(|k| k.strip_prefix(SINK_PREFIX)) {
+                    if let Some(v) = version_attr(i, "applied_version")? {
+                        applied.insert(k, v);
+                    }
+                }
+            }
+            for i in &items {
+                let Some(k) = get_s(i, SK).and_then(|k| k.strip_prefix(POLL_PREFIX)) else {
+                    continue;
+                };
+                let (Some(version), Some(sent_at)) =
+                    (version_attr(i, "sent_version")?, get_time(i, "sent_at")?)
+                else {
+                    continue;
+                };
+                if sent_at >= sent_before || applied.get(k).is_some_and(|a| *a >= version) {
+                    continue;
+                }
+                out.push(Unapplied {
+                    key: StateKey::new(flow, *entity, k),
+                    version,
+                    sent_at,
+                });
+            }
+        }
+        out.sort_by_key(|u| u.sent_at);
+        out.truncate(limit);
+        Ok(out)
     }
 
     async fn calendar_keys(

@@ -128,6 +128,7 @@ macro_rules! state_conformance {
                 destination_ids_merge,
                 open_keys_track_open_flag,
                 calendar_keys_carry_the_latest_due_date,
+                unapplied_lists_old_sends_no_sink_applied,
                 get_many_large,
                 last_sent_is_the_poll_side,
             ]

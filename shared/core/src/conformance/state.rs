@@ -197,6 +197,60 @@ pub async fn calendar_keys_carry_the_latest_due_date(s: &dyn RecordStateStore) {
         .is_empty());
 }
 
+/// `unapplied` lists records whose latest sent version is older than the bound and was not
+/// applied (nor a newer one), oldest first, for the entities asked only.
+pub async fn unapplied_lists_old_sends_no_sink_applied(s: &dyn RecordStateStore) {
+    let flow = flow_id("unapplied");
+    let at = |minutes: i64| t0() + chrono::Duration::minutes(minutes);
+    let mark = |key: &str, seq: u64, entity: Entity, minutes: i64| SentMark {
+        key: StateKey::new(flow.clone(), entity, key),
+        version: v(seq),
+        hash: "h".into(),
+        open: true,
+        due: None,
+        polled_at: at(minutes),
+    };
+    s.mark_sent(&[
+        mark("A", 1, Entity::ArInvoice, 0),
+        mark("B", 1, Entity::ArInvoice, 0),
+        mark("C", 1, Entity::ArInvoice, 0),
+        mark("E", 1, Entity::ApInvoice, 0),
+    ])
+    .await
+    .expect("sent");
+    s.mark_sent(&[
+        mark("C", 2, Entity::ArInvoice, 10),
+        mark("D", 2, Entity::ArInvoice, 120),
+    ])
+    .await
+    .expect("sent");
+    let key = |k: &str| StateKey::new(flow.clone(), Entity::ArInvoice, k);
+    assert!(s
+        .mark_applied(&applied(&key("B"), 1, &[]))
+        .await
+        .expect("B"));
+    assert!(s
+        .mark_applied(&applied(&key("C"), 1, &[]))
+        .await
+        .expect("C"));
+    let got = s
+        .unapplied(&flow, &[Entity::ArInvoice], at(60), 100)
+        .await
+        .expect("unapplied");
+    let keys: Vec<(&str, u64)> = got
+        .iter()
+        .map(|u| (u.key.key.as_str(), u.version.poll_seq))
+        .collect();
+    // A never applied; C applied at 1 but sent again at 2; D too recent; B done; E elsewhere.
+    assert_eq!(keys, [("A", 1), ("C", 2)]);
+    assert_eq!(got[0].sent_at, at(0));
+    let one = s
+        .unapplied(&flow, &[Entity::ArInvoice, Entity::ApInvoice], at(60), 1)
+        .await
+        .expect("limit");
+    assert_eq!(one.len(), 1);
+}
+
 /// `get_many` handles more keys than one backend request takes (DynamoDB: 100).
 pub async fn get_many_large(s: &dyn RecordStateStore) {
     let flow = flow_id("many");

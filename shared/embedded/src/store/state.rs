@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
-use mlc_core::ports::RecordStateStore;
+use chrono::{DateTime, NaiveDate, Utc};
+use mlc_core::ports::{RecordStateStore, Unapplied};
 use mlc_core::state::{AppliedMark, LastSent, SentMark, StateKey};
 use mlc_core::{Entity, PortError, PortResult, RecordState, SourceVersion};
 use rusqlite::{params, OptionalExtension, Row};
@@ -376,6 +376,74 @@ impl RecordStateStore for SqliteStore {
                     .into_iter()
                     .filter_map(|(key, open)| open.then_some(key))
                     .collect())
+            })
+            .await
+    }
+
+    async fn unapplied(
+        &self,
+        flow: &str,
+        entities: &[Entity],
+        sent_before: DateTime<Utc>,
+        limit: usize,
+    ) -> PortResult<Vec<Unapplied>> {
+        let flow = flow.to_string();
+        let entities: Vec<&'static str> = entities.iter().map(|e| e.as_str()).collect();
+        let before = time(sent_before)?;
+        self.db
+            .run("unapplied", move |conn| {
+                // Each record's latest sent row (the max poll_seq of its key), compared with
+                // what its sink side applied.
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT s.entity, s.record_key, s.poll_seq, s.row_version, s.polled_at
+                         FROM mlc_sent s
+                         LEFT JOIN mlc_record_state r
+                           ON r.flow = s.flow AND r.entity = s.entity
+                          AND r.record_key = s.record_key
+                         WHERE s.flow = ?1 AND s.polled_at IS NOT NULL AND s.polled_at < ?2
+                           AND s.poll_seq = (SELECT max(x.poll_seq) FROM mlc_sent x
+                                             WHERE x.flow = s.flow AND x.record_key = s.record_key
+                                               AND x.entity = s.entity)
+                           AND (r.applied_seq IS NULL OR r.applied_seq < s.poll_seq)
+                         ORDER BY s.polled_at",
+                    )
+                    .map_err(sql("unapplied"))?;
+                let rows = stmt
+                    .query_map(params![flow, before], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, Option<i64>>(3)?,
+                            r.get::<_, i64>(4)?,
+                        ))
+                    })
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    .map_err(sql("unapplied"))?;
+                let mut out = Vec::new();
+                for (entity, key, seq, rv, at) in rows {
+                    if !entities.contains(&entity.as_str()) {
+                        continue;
+                    }
+                    if out.len() >= limit {
+                        break;
+                    }
+                    let entity = Entity::from_str(&entity).map_err(|_| {
+                        PortError::invalid(format!(
+                            "stored sent row has an unknown entity {entity:?}"
+                        ))
+                    })?;
+                    out.push(Unapplied {
+                        key: StateKey::new(flow.clone(), entity, key),
+                        version: SourceVersion {
+                            poll_seq: u64_from_key(seq),
+                            row_version: rv.map(u64_from_key),
+                        },
+                        sent_at: time_from(at),
+                    });
+                }
+                Ok(out)
             })
             .await
     }

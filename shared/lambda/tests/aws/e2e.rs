@@ -275,6 +275,24 @@ impl RecordStateStore for FlakyState {
     async fn open_keys(&self, flow: &str, entity: Entity) -> PortResult<Vec<String>> {
         self.inner.open_keys(flow, entity).await
     }
+    async fn calendar_keys(
+        &self,
+        flow: &str,
+        entity: Entity,
+    ) -> PortResult<Vec<(String, chrono::NaiveDate)>> {
+        self.inner.calendar_keys(flow, entity).await
+    }
+    async fn unapplied(
+        &self,
+        flow: &str,
+        entities: &[Entity],
+        sent_before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> PortResult<Vec<mlc_core::ports::Unapplied>> {
+        self.inner
+            .unapplied(flow, entities, sent_before, limit)
+            .await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
