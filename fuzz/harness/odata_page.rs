@@ -36,8 +36,8 @@ pub fn run(data: &[u8]) {
                     let _ = value::enet_value("InvoiceDate", s);
                     let _ = value::enet_value("Unknown", s);
                 }
-                if let Some(n) = v.as_f64() {
-                    let _ = value::num(n);
+                if v.is_number() {
+                    let _ = value::num_text(&v.to_string());
                 }
             }
         }

@@ -409,10 +409,10 @@ async fn version_1_files_get_the_lean_audit_indexes_and_failures_use_one() {
     );
 }
 
-/// The fence: a sent mark of an older poll than the record's latest is refused, so a poll
-/// whose lease lapsed cannot make the next poll believe its older data was the last sent.
+/// The fence: sent marks of a poll whose lease lapsed and was taken by a newer poll are
+/// refused, so the next poll never believes the older data was the last sent.
 #[tokio::test]
-async fn an_older_polls_sent_mark_never_replaces_a_newer_one() {
+async fn an_older_polls_sent_marks_are_refused_once_a_newer_poll_holds_the_lease() {
     let (_dir, s) = temp_store();
     let key = StateKey::new("f", Entity::ArInvoice, "C1|100|I");
     let mark = |seq: u64, hash: &str| SentMark {
@@ -423,13 +423,28 @@ async fn an_older_polls_sent_mark_never_replaces_a_newer_one() {
         due: None,
         polled_at: t0(),
     };
-    s.mark_sent(&[mark(6, "newer")]).await.expect("newer");
-    s.mark_sent(&[mark(5, "older")])
+    let ttl = Duration::from_secs(60);
+    let a = s
+        .acquire_lease("f", "a", ttl, t0())
         .await
-        .expect("older is ignored, not an error");
+        .unwrap()
+        .expect("a");
+    s.mark_sent(&[mark(a.poll_seq, "a")])
+        .await
+        .expect("a holds the lease");
+    let later = t0() + chrono::Duration::seconds(120);
+    let b = s
+        .acquire_lease("f", "b", ttl, later)
+        .await
+        .unwrap()
+        .expect("b");
+    assert!(b.poll_seq > a.poll_seq);
+    s.mark_sent(&[mark(b.poll_seq, "b")]).await.expect("b");
+    let late = s.mark_sent(&[mark(a.poll_seq, "a-late")]).await;
+    assert!(
+        matches!(late, Err(mlc_core::PortError::Conflict(_))),
+        "{late:?}"
+    );
     let last = s.last_sent(std::slice::from_ref(&key)).await.expect("last");
-    assert_eq!(last[0].1.hash, "newer");
-    s.mark_sent(&[mark(7, "newest")]).await.expect("newest");
-    let last = s.last_sent(std::slice::from_ref(&key)).await.expect("last");
-    assert_eq!(last[0].1.hash, "newest");
+    assert_eq!(last[0].1.hash, "b");
 }

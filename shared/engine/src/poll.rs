@@ -329,7 +329,11 @@ impl PollRun<'_> {
             info!(flow = %flow_cfg.id, entity = %entity, "mapping changed since the last poll: reading the whole entity once");
         }
         let mut sweep = None;
-        if self.sweep_due(ec, strategy, &notes) && !self.dry_run {
+        let first_read = matches!(mark, WatermarkValue::Empty);
+        if first_read && self.sweep_due(ec, strategy, &notes) {
+            // The first read sees every row: nothing to compare a sweep with yet.
+            notes.swept = Some(self.today);
+        } else if self.sweep_due(ec, strategy, &notes) && !self.dry_run {
             let found = self.sweep(&mut reader, has_rv).await?;
             notes.swept = Some(self.today);
             if let Some(alert) = found.alert(&mark, notes.swept_rows) {

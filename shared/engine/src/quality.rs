@@ -127,8 +127,13 @@ pub fn check_row(ec: &EntityConfig, row: &Record) -> Option<BadRow> {
         }
     }
     for &c in numbers {
-        if money::decimal(row.get(c)).is_err() {
-            return Some(bad(c, row.get(c), "is not a number"));
+        // A JSON number is a number; text (e.net, IEEE754-compatible OData) must parse.
+        let v = row.get(c);
+        if matches!(v, Some(Value::String(_))) && money::decimal(v).is_err() {
+            return Some(bad(c, v, "is not a number"));
+        }
+        if matches!(v, Some(Value::Bool(_) | Value::Array(_) | Value::Object(_))) {
+            return Some(bad(c, v, "is not a number"));
         }
     }
     None

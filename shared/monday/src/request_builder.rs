@@ -334,7 +334,7 @@ pub fn column_value(column_type: &str, value: &Value) -> Result<Value, String> {
         "numbers" => match value {
             Value::Number(n) => Value::String(n.to_string()),
             Value::String(s) if s.trim().is_empty() => Value::Null,
-            Value::String(s) => match s.trim().parse::<f64>() {
+            Value::String(s) => match mlc_core::money::parse(s) {
                 Ok(_) => Value::String(s.trim().to_string()),
                 Err(_) => return Err(format!("value {s:?} is not a number")),
             },

@@ -9,15 +9,13 @@ use serde_json::{json, Value};
 
 use crate::metadata::PropKind;
 
-/// A number as JSON: integral values without a fraction.
-pub fn num(n: f64) -> Value {
-    if n.fract() == 0.0 && n.abs() < 9.0e15 {
-        json!(n as i64)
-    } else {
-        serde_json::Number::from_f64(n)
-            .map(Value::Number)
-            .unwrap_or(Value::Null)
-    }
+/// A number from its decimal text, exactly as written (`1234.50`, `0.333333`, 18-digit
+/// quantities): never through `f64`. Not a number: `None`.
+pub fn num_text(text: &str) -> Option<Value> {
+    let t = text.trim();
+    let d = mlc_core::money::parse(t).ok()?;
+    // Normalised (`+1.0` and ` 1.00` alike), then as a JSON number with that exact text.
+    Some(mlc_core::money::to_json(d))
 }
 
 /// A business date string → `YYYY-MM-DD`, or null when empty / `0000-00-00`.
@@ -104,10 +102,7 @@ pub fn odata_value(name: &str, kind: Option<PropKind>, v: Value) -> Value {
             .unwrap_or(Value::String(s)),
         (Some(PropKind::Date), Value::String(s)) => date(&s),
         // IEEE754Compatible servers send decimals as strings.
-        (Some(PropKind::Number), Value::String(s)) => match s.trim().parse::<f64>() {
-            Ok(n) => num(n),
-            Err(_) => Value::String(s),
-        },
+        (Some(PropKind::Number), Value::String(s)) => num_text(&s).unwrap_or(Value::String(s)),
         (_, v) => v,
     }
 }
@@ -165,15 +160,14 @@ pub fn enet_value(name: &str, text: &str) -> Value {
             .map(|n| json!(n))
             .unwrap_or_else(|| Value::String(text.to_string())),
         Some(PropKind::Date) if text.trim().is_empty() || looks_like_date(text) => date(text),
-        Some(PropKind::Number) => match text.trim().parse::<f64>() {
-            Ok(n) => num(n),
-            Err(_) if text.trim().is_empty() => Value::Null,
-            Err(_) => Value::String(text.to_string()),
+        Some(PropKind::Number) => match num_text(text) {
+            Some(n) => n,
+            None if text.trim().is_empty() => Value::Null,
+            None => Value::String(text.to_string()),
         },
-        _ if text.starts_with(' ') && !text.trim().is_empty() => match text.trim().parse::<f64>() {
-            Ok(n) => num(n),
-            Err(_) => Value::String(text.to_string()),
-        },
+        _ if text.starts_with(' ') && !text.trim().is_empty() => {
+            num_text(text).unwrap_or_else(|| Value::String(text.to_string()))
+        }
         _ => Value::String(text.to_string()),
     }
 }
@@ -186,6 +180,28 @@ fn looks_like_date(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decimals keep every digit SYSPRO sent: 18-digit quantities and 5-decimal prices never
+    /// pass through `f64`.
+    #[test]
+    fn decimals_are_exact() {
+        for (text, want) in [
+            ("  123456789012.123456", "123456789012.123456"),
+            ("0.333333", "0.333333"),
+            ("12.34567", "12.34567"),
+            ("1000.10", "1000.1"),
+            ("-0.01", "-0.01"),
+        ] {
+            let v = enet_value("MOrderQty", text);
+            assert_eq!(v.to_string(), want, "{text:?}");
+            let v = odata_value("MOrderQty", Some(PropKind::Number), json!(text));
+            assert_eq!(v.to_string(), want, "{text:?}");
+        }
+        // An OData JSON number is kept as the server wrote it.
+        let body = r#"{"q": 123456789012.123456}"#;
+        let parsed: Value = serde_json::from_str(body).expect("json");
+        assert_eq!(parsed["q"].to_string(), "123456789012.123456");
+    }
 
     #[test]
     fn odata_values() {

@@ -96,6 +96,39 @@ impl SentRow {
     }
 }
 
+/// The fence: marks of a poll older than the flow's latest lease are refused as a whole (a
+/// poll whose lease lapsed and was taken must not make the next poll believe its data was the
+/// last sent). One read per flow and call, not per mark.
+fn fence(tx: &rusqlite::Transaction<'_>, rows: &SentRows) -> PortResult<()> {
+    let mut checked: Vec<(&str, i64)> = Vec::new();
+    for r in &rows.rows {
+        let flow = rows.text(&r.flow);
+        let seq = u64_from_key(r.poll_seq);
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        match checked.iter_mut().find(|(f, _)| *f == flow) {
+            Some((_, max)) => *max = (*max).max(seq),
+            None => checked.push((flow, seq)),
+        }
+    }
+    for (flow, seq) in checked {
+        let latest: Option<i64> = tx
+            .query_row(
+                "SELECT poll_seq FROM mlc_flow WHERE flow = ?1",
+                params![flow],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("mark_sent fence"))?;
+        if latest.is_some_and(|l| l > seq) {
+            return Err(PortError::Conflict(format!(
+                "flow {flow}: poll {seq} lost its lease to poll {}; its sent marks are refused",
+                latest.unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A date as days since 1970-01-01.
 fn day_number(d: NaiveDate) -> i64 {
     (d - NaiveDate::default()).num_days()
@@ -257,20 +290,15 @@ impl RecordStateStore for SqliteStore {
         self.db
             .run("mark_sent", move |conn| {
                 let tx = write_tx(conn)?;
+                fence(&tx, &rows)?;
                 {
-                    // A key sent twice by one poll keeps its last mark, as a state would. A
-                    // mark of an older poll than the record's latest is refused (the fence: a
-                    // poll whose lease lapsed never overwrites what a newer poll sent).
+                    // A key sent twice by one poll keeps its last mark, as a state would.
                     let mut stmt = tx
                         .prepare_cached(
                             "INSERT OR REPLACE INTO mlc_sent
                                  (flow, record_key, entity, poll_seq, row_version, content_hash,
                                   is_open, polled_at, due)
-                             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
-                             WHERE NOT EXISTS (
-                                 SELECT 1 FROM mlc_sent
-                                 WHERE flow = ?1 AND record_key = ?2 AND entity = ?3
-                                   AND poll_seq > ?4)",
+                             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9",
                         )
                         .map_err(sql("mark_sent"))?;
                     for r in &rows.rows {
