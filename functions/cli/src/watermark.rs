@@ -252,6 +252,8 @@ pub struct EntityNotes {
     pub swept_rows: Option<u64>,
     /// A problem an operator should see.
     pub alert: Option<String>,
+    /// Rows read so far by a read that stopped at a run's deadline (the next poll carries on).
+    pub read_in_progress: Option<u64>,
     /// The initial scope and out-of-scope count in words.
     #[serde(skip)]
     scope_text: String,
@@ -267,6 +269,7 @@ impl EntityNotes {
             swept: notes.swept,
             swept_rows: notes.swept_rows,
             alert: notes.alert.clone(),
+            read_in_progress: notes.resume.as_ref().map(|r| r.rows_read),
             scope_text: scope_words(ec, notes),
         }
     }
@@ -303,7 +306,16 @@ pub fn print_notes(flow: &str, notes: &BTreeMap<String, EntityNotes>) {
             Some(_) => format!(" · last sweep {}", sweep_words(n.swept, n.swept_rows)),
             None => String::new(),
         };
-        println!("  {flow} {entity}: initial scope {}{sweep}", n.scope_text);
+        let progress = match n.read_in_progress {
+            Some(rows) => {
+                format!(" · read in progress: {rows} rows so far, the next poll carries on")
+            }
+            None => String::new(),
+        };
+        println!(
+            "  {flow} {entity}: initial scope {}{sweep}{progress}",
+            n.scope_text
+        );
     }
 }
 

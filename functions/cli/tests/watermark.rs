@@ -336,6 +336,7 @@ async fn status_shows_scope_sweep_and_alert_notes() {
                 out_of_scope: 75,
             }),
             alert: Some("the table shrank from 900 to 12 rows".into()),
+            resume: None,
         },
         ..stored
     };

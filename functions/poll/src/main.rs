@@ -5,7 +5,7 @@
 //! `"skipped": true`. Everything else lives in `mlc-lambda`.
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use mlc_lambda::{flow_of_event, poll_handler, LambdaContext};
+use mlc_lambda::{flow_of_event, poll_handler_until, LambdaContext, DEADLINE_MARGIN};
 use serde_json::Value;
 
 #[tokio::main]
@@ -19,7 +19,12 @@ async fn main() -> Result<(), Error> {
     let ctx = &ctx;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let flow = flow_of_event(&event.payload)?;
-        poll_handler(ctx, &flow, &event.context.request_id).await
+        // Stop reading before the run is cut off: the next scheduled run carries on.
+        let deadline = chrono::DateTime::from_timestamp_millis(
+            i64::try_from(event.context.deadline).unwrap_or(i64::MAX),
+        )
+        .and_then(|d| d.checked_sub_signed(chrono::Duration::from_std(DEADLINE_MARGIN).ok()?));
+        poll_handler_until(ctx, &flow, &event.context.request_id, deadline).await
     }))
     .await
 }

@@ -50,6 +50,31 @@ pub struct WatermarkNotes {
     /// A problem with the source data or the table that an operator should see (`status`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<String>,
+    /// A read stopped at its deadline (a Lambda run's end) and continued by the next poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ResumePoint>,
+}
+
+/// Where an interrupted read of an entity carries on: the same query from the page after the
+/// last one whose records were sent, with what that read had found so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumePoint {
+    /// The read's filter as it was, as JSON (`crate::query::Filter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// The next page (the source's opaque keyset cursor).
+    pub cursor: String,
+    /// The highest rowversion read so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rv: Option<u64>,
+    /// The latest date read so far (within tolerance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_date: Option<NaiveDate>,
+    /// Rows read so far by this read, over all its slices.
+    pub rows_read: u64,
+    /// The read takes the whole entity (mapping change, restore, resync).
+    #[serde(default)]
+    pub whole: bool,
 }
 
 impl WatermarkNotes {

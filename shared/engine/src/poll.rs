@@ -15,9 +15,10 @@ use mlc_core::config::{ChangeDetection, EntityConfig, Sweep};
 use mlc_core::entity::derived;
 use mlc_core::event::{resync_hash, BatchPacker, EventEncoder, RecordJson};
 use mlc_core::ports::Source;
+use mlc_core::query::PageCursor;
 use mlc_core::state::{LastSent, SentMark, StateKey};
 use mlc_core::view::DestinationView;
-use mlc_core::watermark::{GoLive, WatermarkNotes};
+use mlc_core::watermark::{GoLive, ResumePoint, WatermarkNotes};
 use mlc_core::{Entity, Lease, Record, SourceVersion, Watermark, WatermarkValue};
 use serde::Serialize;
 use serde_json::Value;
@@ -54,6 +55,11 @@ pub struct PollReport {
 }
 
 impl PollReport {
+    /// True when the poll stopped at its deadline with a read unfinished (the next poll
+    /// carries on).
+    pub fn unfinished(&self) -> bool {
+        self.entities.iter().any(|e| e.checkpointed)
+    }
     /// Total changes queued.
     pub fn queued(&self) -> usize {
         self.entities.iter().map(|e| e.queued).sum()
@@ -87,6 +93,8 @@ pub struct EntityPollReport {
     pub removed: usize,
     /// Records sent long ago and never applied, re-sent.
     pub resent_unapplied: usize,
+    /// The read stopped at the poll's deadline; the next poll carries on from there.
+    pub checkpointed: bool,
 }
 
 /// Options of one poll.
@@ -96,6 +104,9 @@ pub struct PollOptions {
     pub dry_run: bool,
     /// Re-send records whatever was sent before (`ml-connector resync`).
     pub resync: Option<Resync>,
+    /// Stop reading at a page boundary once this time has passed, with a checkpoint the next
+    /// poll carries on from (a Lambda run's end, less a margin).
+    pub deadline: Option<DateTime<Utc>>,
 }
 
 /// What a forced re-send covers: one entity or every entity of the flow, one key or all.
@@ -154,6 +165,7 @@ pub async fn poll_flow_with(
         today: rt.clock.today(flow.tz()),
         dry_run: opts.dry_run,
         resync: opts.resync.clone(),
+        deadline: opts.deadline,
         encoder: EventEncoder::new(&flow.id, &lease.poll_id(), now),
         poll_seq: lease.poll_seq,
         poll_id: lease.poll_id(),
@@ -191,6 +203,7 @@ struct PollRun<'a> {
     today: NaiveDate,
     dry_run: bool,
     resync: Option<Resync>,
+    deadline: Option<DateTime<Utc>>,
     encoder: EventEncoder,
 }
 
@@ -221,7 +234,12 @@ impl PollRun<'_> {
             }
             let r = self.poll_entity(ec).await?;
             info!(flow = %flow.id, entity = %ec.entity, rows = r.rows_read, queued = r.queued, "entity polled");
+            let stop = r.checkpointed;
             report.entities.push(r);
+            if stop {
+                info!(flow = %flow.id, entity = %ec.entity, "deadline reached: the next poll carries on");
+                break;
+            }
         }
         Ok(report)
     }
@@ -234,18 +252,14 @@ impl PollRun<'_> {
             .clone()
     }
 
+    /// Renews the lease once half of it is spent. A poll whose lease another poll has taken
+    /// stops here, before it sends anything more: two polls of a flow never send at once, and
+    /// an older one never overwrites what a newer one sent.
     async fn renew_if_due(&self) -> Result<()> {
-        self.renew(false).await
-    }
-
-    /// Renews the lease (when half of it is spent, or always when `force`). A poll whose lease
-    /// another poll has taken stops here, before it sends anything more: two polls of a flow
-    /// never send at once, and an older one never overwrites what a newer one sent.
-    async fn renew(&self, force: bool) -> Result<()> {
         let now = self.rt.clock.now();
         let current = self.lease();
         let half = chrono::Duration::from_std(self.rt.lease_ttl / 2).unwrap_or_default();
-        if !force && current.expires_at - now >= half {
+        if current.expires_at - now >= half {
             return Ok(());
         }
         let renewed = self
@@ -328,9 +342,12 @@ impl PollRun<'_> {
         if remapped {
             info!(flow = %flow_cfg.id, entity = %entity, "mapping changed since the last poll: reading the whole entity once");
         }
+        let resume = notes.resume.take();
         let mut sweep = None;
         let first_read = matches!(mark, WatermarkValue::Empty);
-        if first_read && self.sweep_due(ec, strategy, &notes) {
+        if resume.is_some() {
+            // The sweep waits for the interrupted read to finish.
+        } else if first_read && self.sweep_due(ec, strategy, &notes) {
             // The first read sees every row: nothing to compare a sweep with yet.
             notes.swept = Some(self.today);
         } else if self.sweep_due(ec, strategy, &notes) && !self.dry_run {
@@ -351,23 +368,59 @@ impl PollRun<'_> {
             ec,
             strategy,
             mark: &mark,
-            whole: remapped || rescan || forced.is_some(),
+            whole: remapped
+                || rescan
+                || forced.is_some()
+                || resume.as_ref().is_some_and(|r| r.whole),
             scope: scope_filters(ec),
             go_live: go_live.as_ref(),
             today: self.today,
         };
         let first = plan.first();
-        let query = reader.query(change_filter(&plan));
+        let (query, start) = match &resume {
+            // An interrupted read carries on: its own query, from the page it stopped before.
+            Some(r) => (
+                reader.query(self.resume_filter(r)?),
+                Some(PageCursor(r.cursor.clone())),
+            ),
+            None => (reader.query(change_filter(&plan)), None),
+        };
         let force = forced.is_some();
 
         let mut tally = Tally::default();
+        if let Some(r) = &resume {
+            tally.max_rv = r.max_rv;
+            tally.max_date = r.max_date;
+        }
         self.renew_if_due().await?;
-        let mut page = reader.page(&query, None).await?;
+        let mut page = reader.page(&query, start.as_ref()).await?;
         loop {
             report.rows_read += page.rows.len();
             let rows = std::mem::take(&mut page.rows);
             tally.observe(ec, strategy, &rows, self.today);
             self.renew_if_due().await?;
+            if page.next.is_some() && self.past_deadline() {
+                // Out of time (a Lambda run's end): send what was read, keep the place.
+                self.stage_rows(ec, &view, rows, &mut pending, &mut report, force)
+                    .await?;
+                pending.seal();
+                self.flush(&mut pending, &mut report).await?;
+                let point = ResumePoint {
+                    filter: query
+                        .filter
+                        .as_ref()
+                        .map(|f| serde_json::to_string(f).unwrap_or_default()),
+                    cursor: page.next.take().map(|c| c.0).unwrap_or_default(),
+                    max_rv: tally.max_rv,
+                    max_date: tally.max_date,
+                    rows_read: resume.as_ref().map_or(0, |r| r.rows_read) + report.rows_read as u64,
+                    whole: plan.whole,
+                };
+                self.checkpoint(entity, stored, mark.clone(), notes, point)
+                    .await?;
+                report.checkpointed = true;
+                return Ok(report);
+            }
             // SYSPRO produces the next page, and answers its master lookups, while this one is
             // hashed, serialised and written: the two overlap instead of taking turns. Only the
             // fetch side calls SYSPRO, one call after the other, so the source never sees two
@@ -418,7 +471,8 @@ impl PollRun<'_> {
                 info!(flow = %flow_cfg.id, entity = %entity, rows = left.rows, scope = ec.initial_scope.as_str(), "rows left out by the initial scope");
             }
         }
-        if strategy == ChangeDetection::OpenItems {
+        // A read resumed from a checkpoint saw the open set in slices: no vanishing from it.
+        if strategy == ChangeDetection::OpenItems && resume.is_none() {
             // Keys open last time and absent now were paid, reversed or deleted.
             let previously_open = self.rt.state.open_keys(&flow_cfg.id, entity).await?;
             let vanished: Vec<String> = previously_open
@@ -495,6 +549,49 @@ impl PollRun<'_> {
         };
         self.rt.watermarks.save(&wm).await?;
         Ok(report)
+    }
+
+    /// The filter an interrupted read used.
+    fn resume_filter(&self, r: &ResumePoint) -> Result<Option<mlc_core::query::Filter>> {
+        r.filter
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| EngineError::SourceData {
+                flow: self.flow.id.clone(),
+                message: format!("the stored resume point of an interrupted read is corrupt ({e}); `ml-connector watermark reset` restarts the read"),
+            })
+    }
+
+    fn past_deadline(&self) -> bool {
+        !self.dry_run && self.deadline.is_some_and(|d| self.rt.clock.now() >= d)
+    }
+
+    /// Saves where an interrupted read carries on; the watermark's value and mapping stay as
+    /// they were, so the finished read moves them as an uninterrupted one would.
+    async fn checkpoint(
+        &self,
+        entity: Entity,
+        stored: Option<Watermark>,
+        mark: WatermarkValue,
+        mut notes: WatermarkNotes,
+        point: ResumePoint,
+    ) -> Result<()> {
+        let entity_rows = point.rows_read;
+        notes.resume = Some(point);
+        let wm = Watermark {
+            flow: self.flow.id.clone(),
+            entity,
+            value: mark,
+            version: stored.as_ref().map_or(0, |w| w.version) + 1,
+            poll_id: self.poll_id.clone(),
+            updated_at: self.rt.clock.now(),
+            mapping: stored.and_then(|w| w.mapping),
+            notes,
+        };
+        info!(flow = %self.flow.id, rows = entity_rows, "read checkpointed");
+        self.rt.watermarks.save(&wm).await?;
+        Ok(())
     }
 
     /// The key sweep runs for rowversion and date-window entities, at its cadence.
@@ -804,7 +901,9 @@ impl PollRun<'_> {
             return Ok(());
         }
         report.messages += batches.len();
-        self.renew(true).await?;
+        // The fence: with less than half of its lease left the poll renews before it sends,
+        // and stops if another poll took the flow. With more left, no other poll can hold it.
+        self.renew_if_due().await?;
         self.rt.queue.send_encoded(batches).await?;
         // The marks are the `queued` audit entries too (see `RecordStateStore::mark_sent`).
         self.rt.state.mark_sent(&marks).await?;
@@ -871,5 +970,6 @@ impl EntityPollReport {
         self.calendar += other.calendar;
         self.removed += other.removed;
         self.resent_unapplied += other.resent_unapplied;
+        self.checkpointed |= other.checkpointed;
     }
 }

@@ -6,7 +6,10 @@ mod common;
 use common::*;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use async_trait::async_trait;
 use mlc_core::ports::{Source, SourceError, SourceInfo, WatermarkStore};
@@ -14,11 +17,22 @@ use mlc_core::query::{PageCursor, SourcePage, SourceQuery};
 use mlc_core::Entity;
 use mlc_engine::{poll_flow, EngineError};
 
-/// SYSPRO that is slow enough, on the first invoice page, for the poll's lease to lapse and
-/// another poller to take the flow.
+/// A clock tests move by hand (shared by the poll and the other poller).
+#[derive(Debug)]
+struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl mlc_core::Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// SYSPRO that is slow enough, on the first invoice page, for the poll's lease to lapse (the
+/// clock moves five minutes) and another poller to take the flow.
 struct SlowSyspro<'a> {
     inner: MemSource,
     world: &'a World,
+    clock: Arc<ManualClock>,
     stolen: AtomicBool,
 }
 
@@ -30,7 +44,11 @@ impl Source for SlowSyspro<'_> {
         cursor: Option<&PageCursor>,
     ) -> Result<SourcePage, SourceError> {
         if q.entity == Entity::ArInvoice && !self.stolen.swap(true, Ordering::SeqCst) {
-            let later = chrono::Utc::now() + chrono::Duration::minutes(5);
+            let later = {
+                let mut now = self.clock.0.lock().unwrap();
+                *now += chrono::Duration::minutes(5);
+                *now
+            };
             let other = self
                 .world
                 .store
@@ -58,12 +76,16 @@ impl Source for SlowSyspro<'_> {
 async fn a_poll_that_lost_its_lease_stops_before_sending() {
     let w = World::new();
     w.seed(3, 12);
+    let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
     let slow = SlowSyspro {
         inner: w.source.clone(),
         world: &w,
+        clock: clock.clone(),
         stolen: AtomicBool::new(false),
     };
-    let err = poll_flow(&w.runtime("2026-11-24"), &slow, "first")
+    let mut rt = w.runtime("2026-11-24");
+    rt.clock = clock;
+    let err = poll_flow(&rt, &slow, "first")
         .await
         .expect_err("the poll must stop");
     assert!(matches!(err, EngineError::LeaseLost(_)), "{err}");

@@ -33,6 +33,6 @@ pub mod sink;
 pub use context::{EnvSettings, LambdaContext, Ports, Target};
 pub use error::{Error, Result};
 pub use logging::init_tracing;
-pub use poll::{flow_of_event, poll_handler};
+pub use poll::{flow_of_event, poll_handler, poll_handler_until, DEADLINE_MARGIN};
 pub use replay::{replay_handler, ReplayEvent, ReplaySummary};
 pub use sink::sink_handler;

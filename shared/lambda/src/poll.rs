@@ -5,7 +5,7 @@
 //! Scheduler with a templated detail) is accepted too. Polls of one flow never overlap: a second
 //! invocation while the lease is held returns at once with `skipped: true`.
 
-use mlc_engine::{poll_flow, PollReport};
+use mlc_engine::{poll_flow_with, PollOptions, PollReport};
 use serde_json::Value;
 use tracing::info;
 
@@ -39,6 +39,21 @@ pub async fn poll_handler(
     flow_id: &str,
     request_id: &str,
 ) -> Result<PollReport> {
+    poll_handler_until(ctx, flow_id, request_id, None).await
+}
+
+/// Time left for sending and saving once the poll stops reading at its deadline.
+pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// [`poll_handler`] that stops reading at `deadline` (the run's end less
+/// [`DEADLINE_MARGIN`]) with a checkpoint: a first sync larger than one run finishes over the
+/// following scheduled runs instead of starting again each time.
+pub async fn poll_handler_until(
+    ctx: &LambdaContext,
+    flow_id: &str,
+    request_id: &str,
+    deadline: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<PollReport> {
     let flow = ctx.flow(flow_id)?;
     let source = ctx.source(&flow)?;
     let rt = ctx.runtime(flow.clone());
@@ -47,7 +62,11 @@ pub async fn poll_handler(
     } else {
         request_id
     };
-    let result = poll_flow(&rt, source.as_ref(), owner).await;
+    let opts = PollOptions {
+        deadline,
+        ..Default::default()
+    };
+    let result = poll_flow_with(&rt, source.as_ref(), owner, opts).await;
     // A frozen container cannot keep an e.net session alive, and SYSPRO allows one per operator:
     // end it now; the next poll logs on again.
     source.close().await;
@@ -65,6 +84,7 @@ pub async fn poll_handler(
         skipped = report.skipped,
         read = report.read(),
         queued = report.queued(),
+        unfinished = report.unfinished(),
         "poll finished"
     );
     Ok(report)

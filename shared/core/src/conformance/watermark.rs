@@ -161,6 +161,14 @@ pub async fn save_is_optimistic(s: &dyn WatermarkStore) {
                 out_of_scope: 75,
             }),
             alert: Some("restore detected".into()),
+            resume: Some(crate::watermark::ResumePoint {
+                filter: Some("{}".into()),
+                cursor: "k:0000001".into(),
+                max_rv: Some(99),
+                max_date: None,
+                rows_read: 5000,
+                whole: true,
+            }),
         },
         ..wm(&flow, 3, 2)
     };

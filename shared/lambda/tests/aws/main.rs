@@ -7,6 +7,7 @@
 //! - `batching`: 1,000 changed invoices cost the same Salesforce calls through SQS events of
 //!   ≤ 10 messages as through the local SQLite drain; one bad record dead-letters alone.
 //! - `fifo`: FIFO group hand-back and retry delays set on the queue.
+//! - `checkpoint`: a first sync in deadline slices (poll handler) converges like one poll.
 //! - `replay_deep`: replay finds a key behind 500 dead letters of one group; exact dry run.
 //! - `cargo_lambda`: the `replay` binary under `cargo lambda watch`, invoked by
 //!   `cargo lambda invoke`.
@@ -17,6 +18,7 @@
 
 mod batching;
 mod cargo_lambda;
+mod checkpoint;
 mod common;
 mod e2e;
 mod fifo;
