@@ -5,56 +5,16 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ml-connector");
+mod common;
 
-fn config(syspro: &str, sf: &str) -> String {
-    format!(
-        r#"
-[settings]
-state_path = "state.db"
-
-[[flows]]
-id = "acme-sf"
-[flows.syspro]
-base_url = "{syspro}"
-company = "DEMO"
-operator = "OP"
-password = "env:C_SYSPRO"
-[[flows.entities]]
-entity = "ArCustomer"
-change_detection = "rowversion"
-[flows.entities.mapping]
-Name = {{ from = "Name", trim = true }}
-[[flows.entities]]
-entity = "ArInvoice"
-change_detection = "open-items"
-[flows.entities.mapping]
-Amount = {{ from = "CurrencyValue", type = "number" }}
-[flows.destination]
-kind = "salesforce"
-my_domain_url = "{sf}"
-client_id = "env:C_SF_ID"
-client_secret = "env:C_SF_SECRET"
-stage_map = {{ open = "Prospecting", overdue = "Negotiation/Review", paid = "Closed Won", removed = "Closed Lost" }}
-"#
-    )
-}
+use common::{config, BIN};
 
 fn run(cfg: &std::path::Path, args: &[&str], syspro_pw: &str) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(["--today", "2026-11-24"])
-        .args(args)
-        .args(["--config", cfg.to_str().unwrap()])
-        .env("C_SYSPRO", syspro_pw)
-        .env("C_SF_ID", "sim-client-id")
-        .env("C_SF_SECRET", "sim-client-secret")
-        .output()
-        .expect("run ml-connector");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    common::run_as(cfg, args, syspro_pw)
+}
+
+fn sf_config(syspro: &str, sf: &str) -> String {
+    config(syspro, sf, "change_detection = \"open-items\"")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +31,7 @@ async fn ping_sync_status_audit_replay() {
         .expect("sf sim");
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("flows.toml");
-    std::fs::write(&cfg, config(&syspro.base_url(), &sf.url())).expect("write");
+    std::fs::write(&cfg, sf_config(&syspro.base_url(), &sf.url())).expect("write");
 
     // ping: one line per system, exit 0; a wrong SYSPRO password fails with 4 and writes nothing.
     let (code, out, err) = run(&cfg, &["ping"], "pw");

@@ -1,61 +1,11 @@
 //! `ml-connector preview` against the simulators: a record before and after a sync, and after
 //! someone edited it in Salesforce; `--json`; exit codes.
 
-use std::process::Command;
-
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ml-connector");
+mod common;
 
-fn config(syspro: &str, sf: &str) -> String {
-    format!(
-        r#"
-[settings]
-state_path = "state.db"
-
-[[flows]]
-id = "acme-sf"
-[flows.syspro]
-base_url = "{syspro}"
-company = "DEMO"
-operator = "OP"
-password = "env:C_SYSPRO"
-[[flows.entities]]
-entity = "ArCustomer"
-change_detection = "rowversion"
-[flows.entities.mapping]
-Name = {{ from = "Name", trim = true }}
-[[flows.entities]]
-entity = "ArInvoice"
-change_detection = "open-items"
-[flows.entities.mapping]
-Amount = {{ from = "CurrencyValue", type = "number" }}
-[flows.destination]
-kind = "salesforce"
-my_domain_url = "{sf}"
-client_id = "env:C_SF_ID"
-client_secret = "env:C_SF_SECRET"
-stage_map = {{ open = "Prospecting", overdue = "Negotiation/Review", paid = "Closed Won", removed = "Closed Lost" }}
-"#
-    )
-}
-
-fn run(cfg: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(["--today", "2026-11-24"])
-        .args(args)
-        .args(["--config", cfg.to_str().unwrap()])
-        .env("C_SYSPRO", "pw")
-        .env("C_SF_ID", "sim-client-id")
-        .env("C_SF_SECRET", "sim-client-secret")
-        .output()
-        .expect("run ml-connector");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
+use common::run;
 
 fn json_preview(cfg: &std::path::Path, key: &str) -> Value {
     let (code, out, err) = run(
@@ -75,19 +25,8 @@ fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preview_before_and_after_a_sync_and_after_an_edit_in_salesforce() {
-    let syspro = sim_syspro::SysproSim::start(sim_syspro::SimOptions {
-        company_id: "DEMO".into(),
-        operators: vec![("OP".into(), "pw".into())],
-        ..Default::default()
-    })
-    .await
-    .expect("syspro sim");
-    let sf = sim_salesforce::OrgSim::start(Default::default())
-        .await
-        .expect("sf sim");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("flows.toml");
-    std::fs::write(&cfg, config(&syspro.base_url(), &sf.url())).expect("write");
+    let sims = common::start("change_detection = \"open-items\"").await;
+    let (syspro, sf, cfg) = (&sims.syspro, &sims.sf, sims.cfg.clone());
     let snap = syspro.snapshot();
     let inv = snap["ArInvoice"]
         .iter()

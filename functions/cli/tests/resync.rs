@@ -2,64 +2,17 @@
 //! although unchanged, nothing more on the next sync, and clear refusals.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ml-connector");
+mod common;
 
-fn config(syspro: &str, sf: &str) -> String {
-    format!(
-        r#"
-[settings]
-state_path = "state.db"
-
-[[flows]]
-id = "acme-sf"
-[flows.syspro]
-base_url = "{syspro}"
-company = "DEMO"
-operator = "OP"
-password = "env:R_SYSPRO"
-[[flows.entities]]
-entity = "ArCustomer"
-change_detection = "rowversion"
-[flows.entities.mapping]
-Name = {{ from = "Name", trim = true }}
-[[flows.entities]]
-entity = "ArInvoice"
-change_detection = "rowversion"
-[flows.entities.mapping]
-Amount = {{ from = "CurrencyValue", type = "number" }}
-[flows.destination]
-kind = "salesforce"
-my_domain_url = "{sf}"
-client_id = "env:R_SF_ID"
-client_secret = "env:R_SF_SECRET"
-stage_map = {{ open = "Prospecting", overdue = "Negotiation/Review", paid = "Closed Won", removed = "Closed Lost" }}
-"#
-    )
-}
-
-fn run(cfg: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(["--today", "2026-11-24", "--json"])
-        .args(args)
-        .args(["--config", cfg.to_str().expect("utf-8 path")])
-        .env("R_SYSPRO", "pw")
-        .env("R_SF_ID", "sim-client-id")
-        .env("R_SF_SECRET", "sim-client-secret")
-        .output()
-        .expect("run ml-connector");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
+use common::run;
 
 fn json_ok(cfg: &Path, args: &[&str]) -> Value {
-    let (code, out, err) = run(cfg, args);
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = run(cfg, &all);
     assert_eq!(code, 0, "{args:?}: {out}{err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: no JSON ({e}): {out}{err}"))
 }
@@ -73,19 +26,8 @@ fn queued(sync: &Value) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resync_rewrites_unchanged_records_once_and_refuses_what_it_cannot_do() {
-    let syspro = sim_syspro::SysproSim::start(sim_syspro::SimOptions {
-        company_id: "DEMO".into(),
-        operators: vec![("OP".into(), "pw".into())],
-        ..Default::default()
-    })
-    .await
-    .expect("syspro sim");
-    let sf = sim_salesforce::OrgSim::start(Default::default())
-        .await
-        .expect("sf sim");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("flows.toml");
-    std::fs::write(&cfg, config(&syspro.base_url(), &sf.url())).expect("write");
+    let sims = common::start("change_detection = \"rowversion\"").await;
+    let (syspro, cfg) = (&sims.syspro, sims.cfg.clone());
 
     json_ok(&cfg, &["sync", "--once"]);
     let idle = json_ok(&cfg, &["sync", "--once"]);
@@ -109,7 +51,10 @@ async fn resync_rewrites_unchanged_records_once_and_refuses_what_it_cannot_do() 
         "the next sync sends nothing more: {after:#}"
     );
 
-    let (code, out, err) = run(&cfg, &["resync", "--flow", "acme-sf", "--key", "X"]);
+    let (code, out, err) = run(
+        &cfg,
+        &["--json", "resync", "--flow", "acme-sf", "--key", "X"],
+    );
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("--key needs --entity"), "{err}");
     let (code, out, err) = run(

@@ -3,7 +3,6 @@
 //! the entity, a held lease refuses the reset.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
@@ -12,58 +11,9 @@ use mlc_core::watermark::{GoLive, WatermarkNotes};
 use mlc_core::{Entity, Watermark};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ml-connector");
+mod common;
 
-fn config(syspro: &str, sf: &str) -> String {
-    format!(
-        r#"
-[settings]
-state_path = "state.db"
-
-[[flows]]
-id = "acme-sf"
-[flows.syspro]
-base_url = "{syspro}"
-company = "DEMO"
-operator = "OP"
-password = "env:W_SYSPRO"
-[[flows.entities]]
-entity = "ArCustomer"
-change_detection = "rowversion"
-[flows.entities.mapping]
-Name = {{ from = "Name", trim = true }}
-[[flows.entities]]
-entity = "ArInvoice"
-change_detection = "open-items"
-initial_scope = "open"
-[flows.entities.mapping]
-Amount = {{ from = "CurrencyValue", type = "number" }}
-[flows.destination]
-kind = "salesforce"
-my_domain_url = "{sf}"
-client_id = "env:W_SF_ID"
-client_secret = "env:W_SF_SECRET"
-stage_map = {{ open = "Prospecting", overdue = "Negotiation/Review", paid = "Closed Won", removed = "Closed Lost" }}
-"#
-    )
-}
-
-fn run(cfg: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(["--today", "2026-11-24"])
-        .args(args)
-        .args(["--config", cfg.to_str().expect("utf-8 path")])
-        .env("W_SYSPRO", "pw")
-        .env("W_SF_ID", "sim-client-id")
-        .env("W_SF_SECRET", "sim-client-secret")
-        .output()
-        .expect("run ml-connector");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
+use common::run;
 
 fn json(cfg: &Path, args: &[&str]) -> Value {
     let mut all = vec!["--json"];
@@ -97,23 +47,8 @@ async fn start() -> (
     sim_salesforce::OrgHandle,
     tempfile::TempDir,
 ) {
-    let syspro = sim_syspro::SysproSim::start(sim_syspro::SimOptions {
-        company_id: "DEMO".into(),
-        operators: vec![("OP".into(), "pw".into())],
-        ..Default::default()
-    })
-    .await
-    .expect("syspro sim");
-    let sf = sim_salesforce::OrgSim::start(Default::default())
-        .await
-        .expect("sf sim");
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("flows.toml"),
-        config(&syspro.base_url(), &sf.url()),
-    )
-    .expect("write");
-    (syspro, sf, dir)
+    let sims = common::start("change_detection = \"open-items\"\ninitial_scope = \"open\"").await;
+    (sims.syspro, sims.sf, sims.dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -351,7 +351,7 @@ impl PollRun<'_> {
             // The first read sees every row: nothing to compare a sweep with yet.
             notes.swept = Some(self.today);
         } else if self.sweep_due(ec, strategy, &notes) && !self.dry_run {
-            let found = self.sweep(&mut reader, has_rv).await?;
+            let found = self.scan_keys(&reader, None, has_rv).await?;
             notes.swept = Some(self.today);
             if let Some(alert) = found.alert(&mark, notes.swept_rows) {
                 warn!(flow = %flow_cfg.id, entity = %entity, "{alert}");
@@ -460,7 +460,7 @@ impl PollRun<'_> {
         if first && !self.dry_run {
             if let Some(scope) = &plan.scope {
                 let left = self
-                    .count_left_out(&mut reader, scope.leave.clone(), has_rv)
+                    .scan_keys(&reader, Some(scope.leave.clone()), has_rv)
                     .await?;
                 report.out_of_scope = left.rows as usize;
                 notes.go_live = Some(GoLive {
@@ -613,11 +613,17 @@ impl PollRun<'_> {
             }
     }
 
-    /// Reads the key columns (and `TimeStamp`) of every row: what SYSPRO has, its highest
-    /// rowversion and its row count.
-    async fn sweep(&mut self, reader: &mut EntityReader<'_>, has_rv: bool) -> Result<SweepFound> {
+    /// Reads the key columns (and `TimeStamp`) of the rows `filter` selects (every row: the
+    /// sweep; the rows an initial scope leaves out: their count): how many, their highest
+    /// rowversion and their identities.
+    async fn scan_keys(
+        &self,
+        reader: &EntityReader<'_>,
+        filter: Option<mlc_core::query::Filter>,
+        has_rv: bool,
+    ) -> Result<SweepFound> {
         let entity = reader.entity();
-        let mut q = reader.query(None);
+        let mut q = reader.query(filter);
         q.fields = entity.key_fields().iter().map(|f| f.to_string()).collect();
         if has_rv {
             q.fields.push("TimeStamp".into());
@@ -638,41 +644,6 @@ impl PollRun<'_> {
                 }
                 if let Some(k) = record_key(entity, row) {
                     found.keys.insert(k.id());
-                }
-            }
-            match page.next {
-                Some(n) => cursor = Some(n),
-                None => return Ok(found),
-            }
-        }
-    }
-
-    /// Counts the rows the initial scope leaves out (key columns only) and their highest
-    /// rowversion.
-    async fn count_left_out(
-        &mut self,
-        reader: &mut EntityReader<'_>,
-        leave: mlc_core::query::Filter,
-        has_rv: bool,
-    ) -> Result<SweepFound> {
-        let entity = reader.entity();
-        let mut q = reader.query(Some(leave));
-        q.fields = entity.key_fields().iter().map(|f| f.to_string()).collect();
-        if has_rv {
-            q.fields.push("TimeStamp".into());
-        }
-        let mut found = SweepFound::default();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .source
-                .read_page(&q, cursor.as_ref())
-                .await
-                .map_err(|e| reader.source_err(entity, e))?;
-            for row in &page.rows {
-                found.rows += 1;
-                if let Some(v) = row.get("TimeStamp").and_then(Value::as_u64) {
-                    found.max_rv = Some(found.max_rv.map_or(v, |m| m.max(v)));
                 }
             }
             match page.next {

@@ -46,6 +46,41 @@ fn version_attr(item: &Item, name: &str) -> PortResult<Option<mlc_core::SourceVe
     }
 }
 
+impl DynamoStore {
+    /// The poll-side items of an entity's open records (`filter` over them; `:t` is `true`),
+    /// with `projection`.
+    async fn open_poll_items(
+        &self,
+        flow: &str,
+        entity: Entity,
+        filter: &str,
+        projection: &str,
+    ) -> PortResult<Vec<Item>> {
+        let pk = record_pk(flow, entity);
+        self.query_all(
+            || {
+                self.client
+                    .query()
+                    .table_name(&self.tables.records)
+                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :p)")
+                    .filter_expression(filter)
+                    .projection_expression(projection)
+                    .expression_attribute_names("#pk", PK)
+                    .expression_attribute_names("#sk", SK)
+                    .expression_attribute_values(":pk", s(&pk))
+                    .expression_attribute_values(":p", s(POLL_PREFIX))
+                    .expression_attribute_values(
+                        ":t",
+                        aws_sdk_dynamodb::types::AttributeValue::Bool(true),
+                    )
+                    .consistent_read(true)
+            },
+            None,
+        )
+        .await
+    }
+}
+
 #[async_trait]
 impl RecordStateStore for DynamoStore {
     async fn get_many(&self, keys: &[StateKey]) -> PortResult<Vec<(StateKey, RecordState)>> {
@@ -174,28 +209,8 @@ impl RecordStateStore for DynamoStore {
     }
 
     async fn open_keys(&self, flow: &str, entity: Entity) -> PortResult<Vec<String>> {
-        let pk = record_pk(flow, entity);
         let items = self
-            .query_all(
-                || {
-                    self.client
-                        .query()
-                        .table_name(&self.tables.records)
-                        .key_condition_expression("#pk = :pk AND begins_with(#sk, :p)")
-                        .filter_expression("is_open = :t")
-                        .projection_expression("#sk")
-                        .expression_attribute_names("#pk", PK)
-                        .expression_attribute_names("#sk", SK)
-                        .expression_attribute_values(":pk", s(&pk))
-                        .expression_attribute_values(":p", s(POLL_PREFIX))
-                        .expression_attribute_values(
-                            ":t",
-                            aws_sdk_dynamodb::types::AttributeValue::Bool(true),
-                        )
-                        .consistent_read(true)
-                },
-                None,
-            )
+            .open_poll_items(flow, entity, "is_open = :t", "#sk")
             .await?;
         Ok(items
             .iter()
@@ -267,27 +282,12 @@ impl RecordStateStore for DynamoStore {
         flow: &str,
         entity: Entity,
     ) -> PortResult<Vec<(String, chrono::NaiveDate)>> {
-        let pk = record_pk(flow, entity);
         let items = self
-            .query_all(
-                || {
-                    self.client
-                        .query()
-                        .table_name(&self.tables.records)
-                        .key_condition_expression("#pk = :pk AND begins_with(#sk, :p)")
-                        .filter_expression("is_open = :t AND attribute_exists(due)")
-                        .projection_expression("#sk, due")
-                        .expression_attribute_names("#pk", PK)
-                        .expression_attribute_names("#sk", SK)
-                        .expression_attribute_values(":pk", s(&pk))
-                        .expression_attribute_values(":p", s(POLL_PREFIX))
-                        .expression_attribute_values(
-                            ":t",
-                            aws_sdk_dynamodb::types::AttributeValue::Bool(true),
-                        )
-                        .consistent_read(true)
-                },
-                None,
+            .open_poll_items(
+                flow,
+                entity,
+                "is_open = :t AND attribute_exists(due)",
+                "#sk, due",
             )
             .await?;
         Ok(items
