@@ -1,6 +1,7 @@
 //! The one-process driver: poll a flow, then drain the queue through the sinks until nothing
 //! is left that can be delivered before a deadline. The CLI's `sync --once` and `demo` use it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use mlc_core::ports::{Queue, Source};
@@ -96,12 +97,19 @@ pub async fn poll_once(rt: &FlowRuntime, source: &dyn Source, owner: &str) -> Re
 pub async fn drain(queue: &dyn Queue, sinks: &SinkSet, opts: &DrainOptions) -> Result<DrainReport> {
     let mut report = DrainReport::default();
     let started = tokio::time::Instant::now();
+    let give_up = started + opts.max_wait;
+    // When each message this drain handed back is due again: once all of them are due only
+    // after `max_wait`, waiting longer delivers nothing (the next run will).
+    let mut due: HashMap<String, tokio::time::Instant> = HashMap::new();
     loop {
         let got = queue.receive(opts.batch, opts.visibility).await?;
         if got.is_empty() {
             let depth = queue.depth().await?;
             report.left_queued = depth.queued + depth.in_flight;
-            if report.left_queued == 0 || started.elapsed() >= opts.max_wait {
+            let all_due_later = !due.is_empty()
+                && due.len() as u64 >= report.left_queued
+                && due.values().all(|d| *d > give_up);
+            if report.left_queued == 0 || started.elapsed() >= opts.max_wait || all_due_later {
                 break;
             }
             debug!(
@@ -117,11 +125,15 @@ pub async fn drain(queue: &dyn Queue, sinks: &SinkSet, opts: &DrainOptions) -> R
         report.add(&r);
         for (d, (_, verdict)) in got.iter().zip(r.verdicts.iter()) {
             match verdict {
-                MessageVerdict::Ack => queue.ack(&d.receipt).await?,
+                MessageVerdict::Ack => {
+                    due.remove(&d.message_id);
+                    queue.ack(&d.receipt).await?
+                }
                 MessageVerdict::Retry(delay) => {
                     // Locally a long delay would stall the run: the queue keeps the message and
                     // the next run delivers it; within this run wait at most `max_wait`.
                     let delay = opts.max_delay.map_or(*delay, |m| (*delay).min(m));
+                    due.insert(d.message_id.clone(), tokio::time::Instant::now() + delay);
                     queue.nack(&d.receipt, delay).await?
                 }
             }

@@ -198,3 +198,29 @@ async fn records_sent_and_never_applied_are_re_sent_from_state_but_data_errors_s
         .unwrap();
     assert_eq!(w.dest.0.lock().unwrap().records.len(), 5);
 }
+
+#[tokio::test]
+async fn a_drain_stops_waiting_when_what_is_left_is_due_only_after_its_bound() {
+    let w = World::new();
+    w.seed(1, 2);
+    poll_flow(&w.runtime(DAY), &w.source, "p").await.unwrap();
+    {
+        let mut d = w.dest.0.lock().unwrap();
+        d.throttle_calls = 1_000;
+        d.throttle_after = Duration::from_secs(600);
+    }
+    let opts = DrainOptions {
+        max_wait: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let r = drain(w.queue.as_ref(), &sinks_at(&w, 0), &opts)
+        .await
+        .unwrap();
+    assert!(r.left_queued > 0, "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "returned after {:?}, not after max_wait",
+        started.elapsed()
+    );
+}

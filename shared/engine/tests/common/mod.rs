@@ -150,6 +150,8 @@ pub struct Dest {
     pub throttle_calls: usize,
     /// whole calls refused for credentials
     pub auth_fail_calls: usize,
+    /// the "later" throttled calls ask for (300 ms when zero)
+    pub throttle_after: Duration,
 }
 
 #[derive(Clone, Default)]
@@ -202,7 +204,11 @@ impl Sink for MemSink {
                 .iter()
                 .map(|_| {
                     RecordOutcome::retry(
-                        Some(Duration::from_millis(300)),
+                        Some(if d.throttle_after.is_zero() {
+                            Duration::from_millis(300)
+                        } else {
+                            d.throttle_after
+                        }),
                         Failure::retryable("throttled"),
                     )
                 })
