@@ -47,6 +47,28 @@ fn version_attr(item: &Item, name: &str) -> PortResult<Option<mlc_core::SourceVe
 }
 
 impl DynamoStore {
+    /// The fence: marks of a poll older than the flow's latest lease are refused as a whole (a
+    /// poll whose lease lapsed and was taken must not make the next poll believe its data was
+    /// the last sent). One consistent read of the flow's run item per flow and call.
+    async fn fence(&self, marks: &[SentMark]) -> PortResult<()> {
+        let mut newest: HashMap<&str, u64> = HashMap::new();
+        for m in marks {
+            let seq = newest.entry(m.key.flow.as_str()).or_insert(0);
+            *seq = (*seq).max(m.version.poll_seq);
+        }
+        for (flow, seq) in newest {
+            let latest = mlc_core::ports::WatermarkStore::run_info(self, flow)
+                .await?
+                .last_poll_seq;
+            if latest > seq {
+                return Err(PortError::Conflict(format!(
+                    "flow {flow}: poll {seq} lost its lease to poll {latest}; its sent marks are refused"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The poll-side items of an entity's open records (`filter` over them; `:t` is `true`),
     /// with `projection`.
     async fn open_poll_items(
@@ -135,6 +157,7 @@ impl RecordStateStore for DynamoStore {
     }
 
     async fn mark_sent(&self, marks: &[SentMark]) -> PortResult<()> {
+        self.fence(marks).await?;
         // One key may appear twice in a poll's marks: the last one wins, and DynamoDB refuses a
         // batch with duplicate keys anyway.
         let mut last: HashMap<&StateKey, usize> = HashMap::new();

@@ -129,6 +129,7 @@ macro_rules! state_conformance {
                 open_keys_track_open_flag,
                 calendar_keys_carry_the_latest_due_date,
                 unapplied_lists_old_sends_no_sink_applied,
+                older_polls_sent_marks_are_refused,
                 get_many_large,
                 last_sent_is_the_poll_side,
             ]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{flow_id, t0};
 use crate::entity::Entity;
+use crate::error::PortError;
 use crate::event::SourceVersion;
 use crate::ports::RecordStateStore;
 use crate::state::{AppliedMark, SentMark, StateKey};
@@ -249,6 +250,46 @@ pub async fn unapplied_lists_old_sends_no_sink_applied(s: &dyn RecordStateStore)
         .await
         .expect("limit");
     assert_eq!(one.len(), 1);
+}
+
+/// The fence: once a newer poll holds the flow's lease, the sent marks of the older poll are
+/// refused (`Conflict`) and the newer poll's stay. Stores that keep leases and record state
+/// together.
+pub async fn older_polls_sent_marks_are_refused<S>(s: &S)
+where
+    S: RecordStateStore + crate::ports::WatermarkStore,
+{
+    let flow = flow_id("fence");
+    let key = StateKey::new(flow.clone(), Entity::ArInvoice, "C1|100|I");
+    let mark = |seq: u64, hash: &str| SentMark {
+        key: key.clone(),
+        version: v(seq),
+        hash: hash.into(),
+        open: true,
+        due: None,
+        polled_at: t0(),
+    };
+    let ttl = std::time::Duration::from_secs(60);
+    let a = s
+        .acquire_lease(&flow, "a", ttl, t0())
+        .await
+        .expect("lease")
+        .expect("a");
+    s.mark_sent(&[mark(a.poll_seq, "a")])
+        .await
+        .expect("a holds the lease");
+    let later = t0() + chrono::Duration::seconds(120);
+    let b = s
+        .acquire_lease(&flow, "b", ttl, later)
+        .await
+        .expect("lease")
+        .expect("b");
+    assert!(b.poll_seq > a.poll_seq);
+    s.mark_sent(&[mark(b.poll_seq, "b")]).await.expect("b");
+    let late = s.mark_sent(&[mark(a.poll_seq, "a-late")]).await;
+    assert!(matches!(late, Err(PortError::Conflict(_))), "{late:?}");
+    let last = s.last_sent(std::slice::from_ref(&key)).await.expect("last");
+    assert_eq!(last[0].1.hash, "b");
 }
 
 /// `get_many` handles more keys than one backend request takes (DynamoDB: 100).
