@@ -7,31 +7,16 @@ use serde_json::Value;
 
 mod common;
 
-use common::{config, BIN};
+use common::BIN;
 
 fn run(cfg: &std::path::Path, args: &[&str], syspro_pw: &str) -> (i32, String, String) {
     common::run_as(cfg, args, syspro_pw)
 }
 
-fn sf_config(syspro: &str, sf: &str) -> String {
-    config(syspro, sf, "change_detection = \"open-items\"")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_sync_status_audit_replay() {
-    let syspro = sim_syspro::SysproSim::start(sim_syspro::SimOptions {
-        company_id: "DEMO".into(),
-        operators: vec![("OP".into(), "pw".into())],
-        ..Default::default()
-    })
-    .await
-    .expect("syspro sim");
-    let sf = sim_salesforce::OrgSim::start(Default::default())
-        .await
-        .expect("sf sim");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("flows.toml");
-    std::fs::write(&cfg, sf_config(&syspro.base_url(), &sf.url())).expect("write");
+    let sims = common::start("change_detection = \"open-items\"").await;
+    let (syspro, sf, cfg) = (&sims.syspro, &sims.sf, sims.cfg.clone());
 
     // ping: one line per system, exit 0; a wrong SYSPRO password fails with 4 and writes nothing.
     let (code, out, err) = run(&cfg, &["ping"], "pw");

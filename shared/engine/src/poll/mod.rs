@@ -11,14 +11,14 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use mlc_core::config::{ChangeDetection, EntityConfig, Sweep};
+use mlc_core::config::{ChangeDetection, EntityConfig};
 use mlc_core::entity::derived;
 use mlc_core::event::{resync_hash, BatchPacker, EventEncoder, RecordJson};
 use mlc_core::ports::Source;
 use mlc_core::query::PageCursor;
 use mlc_core::state::{LastSent, SentMark, StateKey};
 use mlc_core::view::DestinationView;
-use mlc_core::watermark::{GoLive, ResumePoint, WatermarkNotes};
+use mlc_core::watermark::{GoLive, ResumePoint};
 use mlc_core::{Entity, Lease, Record, SourceVersion, Watermark, WatermarkValue};
 use serde::Serialize;
 use serde_json::Value;
@@ -32,6 +32,8 @@ use crate::read::EntityReader;
 use crate::runtime::FlowRuntime;
 use crate::scope::scope_filters;
 use crate::{calendar, children};
+
+mod passes;
 
 /// Events in sealed queue batches that trigger a flush (send, then record as sent): with the
 /// open batch, what a poll buffers for the queue is about this many events' JSON (≈ 0.7 MB),
@@ -551,165 +553,6 @@ impl PollRun<'_> {
         Ok(report)
     }
 
-    /// The filter an interrupted read used.
-    fn resume_filter(&self, r: &ResumePoint) -> Result<Option<mlc_core::query::Filter>> {
-        r.filter
-            .as_deref()
-            .map(serde_json::from_str)
-            .transpose()
-            .map_err(|e| EngineError::SourceData {
-                flow: self.flow.id.clone(),
-                message: format!("the stored resume point of an interrupted read is corrupt ({e}); `ml-connector watermark reset` restarts the read"),
-            })
-    }
-
-    fn past_deadline(&self) -> bool {
-        !self.dry_run && self.deadline.is_some_and(|d| self.rt.clock.now() >= d)
-    }
-
-    /// Saves where an interrupted read carries on; the watermark's value and mapping stay as
-    /// they were, so the finished read moves them as an uninterrupted one would.
-    async fn checkpoint(
-        &self,
-        entity: Entity,
-        stored: Option<Watermark>,
-        mark: WatermarkValue,
-        mut notes: WatermarkNotes,
-        point: ResumePoint,
-    ) -> Result<()> {
-        let entity_rows = point.rows_read;
-        notes.resume = Some(point);
-        let wm = Watermark {
-            flow: self.flow.id.clone(),
-            entity,
-            value: mark,
-            version: stored.as_ref().map_or(0, |w| w.version) + 1,
-            poll_id: self.poll_id.clone(),
-            updated_at: self.rt.clock.now(),
-            mapping: stored.and_then(|w| w.mapping),
-            notes,
-        };
-        info!(flow = %self.flow.id, rows = entity_rows, "read checkpointed");
-        self.rt.watermarks.save(&wm).await?;
-        Ok(())
-    }
-
-    /// The key sweep runs for rowversion and date-window entities, at its cadence.
-    fn sweep_due(
-        &self,
-        ec: &EntityConfig,
-        strategy: ChangeDetection,
-        notes: &WatermarkNotes,
-    ) -> bool {
-        let applies = matches!(
-            strategy,
-            ChangeDetection::Rowversion | ChangeDetection::DateWindow
-        );
-        applies
-            && match ec.sweep {
-                Sweep::Off => false,
-                Sweep::EveryPoll => true,
-                Sweep::Daily => notes.swept.is_none_or(|d| d < self.today),
-            }
-    }
-
-    /// Reads the key columns (and `TimeStamp`) of the rows `filter` selects (every row: the
-    /// sweep; the rows an initial scope leaves out: their count): how many, their highest
-    /// rowversion and their identities.
-    async fn scan_keys(
-        &self,
-        reader: &EntityReader<'_>,
-        filter: Option<mlc_core::query::Filter>,
-        has_rv: bool,
-    ) -> Result<SweepFound> {
-        let entity = reader.entity();
-        let mut q = reader.query(filter);
-        q.fields = entity.key_fields().iter().map(|f| f.to_string()).collect();
-        if has_rv {
-            q.fields.push("TimeStamp".into());
-        }
-        let mut found = SweepFound::default();
-        let mut cursor = None;
-        loop {
-            self.renew_if_due().await?;
-            let page = self
-                .source
-                .read_page(&q, cursor.as_ref())
-                .await
-                .map_err(|e| reader.source_err(entity, e))?;
-            for row in &page.rows {
-                found.rows += 1;
-                if let Some(v) = row.get("TimeStamp").and_then(Value::as_u64) {
-                    found.max_rv = Some(found.max_rv.map_or(v, |m| m.max(v)));
-                }
-                if let Some(k) = record_key(entity, row) {
-                    found.keys.insert(k.id());
-                }
-            }
-            match page.next {
-                Some(n) => cursor = Some(n),
-                None => return Ok(found),
-            }
-        }
-    }
-
-    /// Re-reads, by key, the open records whose visible status or aging the business date
-    /// moved since the last poll (and that this poll has not read already).
-    async fn calendar_pass(
-        &mut self,
-        reader: &mut EntityReader<'_>,
-        last_day: Option<NaiveDate>,
-        seen: &HashSet<String>,
-        pending: &mut Pending,
-        report: &mut EntityPollReport,
-    ) -> Result<()> {
-        let Some(last_day) = last_day.filter(|d| *d != self.today) else {
-            return Ok(());
-        };
-        let entity = reader.entity();
-        let keys: Vec<String> = self
-            .rt
-            .state
-            .calendar_keys(&self.flow.id, entity)
-            .await?
-            .into_iter()
-            .filter(|(k, due)| !seen.contains(k) && calendar::moved(*due, last_day, self.today))
-            .map(|(k, _)| k)
-            .collect();
-        report.calendar += keys.len();
-        self.read_keys(reader, &keys, pending, report, false)
-            .await?;
-        Ok(())
-    }
-
-    /// Reads keys that were open and are no longer seen: those SYSPRO still has are staged as
-    /// they are now (paid, reversed); those it does not are marked removed, never deleted.
-    async fn confirm_vanished(
-        &mut self,
-        reader: &mut EntityReader<'_>,
-        vanished: &[String],
-        pending: &mut Pending,
-        report: &mut EntityPollReport,
-    ) -> Result<()> {
-        let found = self
-            .read_keys(reader, vanished, pending, report, false)
-            .await?;
-        let removed: Vec<Record> = vanished
-            .iter()
-            .filter(|k| !found.contains(*k))
-            .map(|k| removed_record(reader.entity(), k))
-            .collect();
-        if !removed.is_empty() {
-            report.removed += removed.len();
-            let ec = self.flow.entity(reader.entity()).cloned();
-            if let Some(ec) = ec {
-                self.stage_rows(&ec, &reader.view, removed, pending, report, false)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Reads the rows of `keys` (identities) and stages them; returns the identities SYSPRO
     /// still has.
     async fn read_keys(
@@ -879,53 +722,6 @@ impl PollRun<'_> {
         // The marks are the `queued` audit entries too (see `RecordStateStore::mark_sent`).
         self.rt.state.mark_sent(&marks).await?;
         Ok(())
-    }
-}
-
-/// A record for a key that no longer exists in SYSPRO: its key columns and `_Status = removed`.
-fn removed_record(entity: Entity, key: &str) -> Record {
-    let mut r = Record::new();
-    for (f, part) in entity.key_fields().iter().zip(key.split('|')) {
-        r.insert((*f).to_string(), Value::String(part.to_string()));
-    }
-    r.insert(derived::STATUS.into(), Value::String("removed".into()));
-    r
-}
-
-/// What a key sweep (or a count of rows left out) found.
-#[derive(Debug, Default)]
-struct SweepFound {
-    rows: u64,
-    max_rv: Option<u64>,
-    keys: HashSet<String>,
-}
-
-impl SweepFound {
-    /// A restored database (highest rowversion below the one already read) or a table that
-    /// shrank: said for `status`, answered by reading the whole entity once (hash-diffed).
-    fn alert(&self, mark: &WatermarkValue, swept_rows: Option<u64>) -> Option<String> {
-        let seen = match mark {
-            WatermarkValue::RowVersion(v) => Some(*v),
-            WatermarkValue::RowVersionLagged { seen, .. } => Some(*seen),
-            _ => None,
-        };
-        if let (Some(seen), Some(max)) = (seen, self.max_rv) {
-            if max < seen {
-                return Some(format!(
-                    "the table's highest TimeStamp ({max}) is below the one already read ({seen}): \
-                     the SYSPRO database looks restored to an earlier point; the whole entity was \
-                     read again"
-                ));
-            }
-        }
-        match swept_rows {
-            Some(before) if self.rows < before => Some(format!(
-                "the table shrank from {before} to {} rows since the last sweep: the whole entity \
-                 was read again",
-                self.rows
-            )),
-            _ => None,
-        }
     }
 }
 
